@@ -306,7 +306,8 @@ pub struct BrokerConfig {
     /// `request.timeout.ms`: the broker's own requests (to the coordinator,
     /// and acks=all produce without a timeout of its own).
     pub request_timeout_ms: u32,
-    /// Unknown keys, for the start-up log (see [`crate::property_lines`]).
+    /// Unknown keys, and `log.dir` when `log.dirs` overrules it, for the
+    /// start-up log (see [`crate::property_lines`]).
     pub warnings: Vec<ConfigWarning>,
 }
 
@@ -508,7 +509,7 @@ impl BrokerConfig {
             )?,
             delete_topic_enable: r.boolean("delete.topic.enable", true)?,
             request_timeout_ms: r.uint("request.timeout.ms", 30_000, Range::at_least(1))?,
-            warnings: crate::startup::unknown_key_warnings(props, BrokerConfig::is_known_key),
+            warnings: broker_warnings(props),
         };
         Ok(config)
     }
@@ -581,6 +582,20 @@ impl BrokerConfig {
             },
         })
     }
+}
+
+/// Unknown keys, and `log.dir` when `log.dirs` overrules it: a copy of
+/// `server.properties` edited as the quickstart says (adding `log.dir`)
+/// would otherwise share the first broker's directory without a word.
+fn broker_warnings(props: &Properties) -> Vec<ConfigWarning> {
+    let mut warnings = crate::startup::unknown_key_warnings(props, BrokerConfig::is_known_key);
+    if let (Some(dirs), Some(_)) = (props.get("log.dirs"), props.get("log.dir")) {
+        warnings.push(ConfigWarning::Ignored {
+            key: "log.dir".to_owned(),
+            message: format!("log.dirs is also set and takes precedence ({dirs})"),
+        });
+    }
+    warnings
 }
 
 fn read_log_dirs(r: &Reader<'_>) -> Result<Vec<PathBuf>, ConfigError> {

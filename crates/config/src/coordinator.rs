@@ -189,10 +189,9 @@ impl CoordinatorConfig {
                 r.invalid(key, format!("{id} in {key} is not a server id (a number)"))
             })?;
             servers.insert(id, value.trim().to_owned());
-            warnings.push(ConfigWarning::Unsupported {
+            warnings.push(ConfigWarning::Ignored {
                 key: key.to_owned(),
-                message: "only standalone mode is supported yet; this coordinator runs alone \
-                          and ignores the quorum"
+                message: "only standalone mode is supported yet; this coordinator runs alone"
                     .to_owned(),
             });
         }

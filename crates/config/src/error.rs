@@ -116,15 +116,16 @@ pub enum ConfigWarning {
     /// A key the program does not know; probably a typo. Shown with Kafka's
     /// wording, `Property <key> is not valid`.
     UnknownKey { key: String, at: Location },
-    /// A key the program knows but cannot honour yet.
-    Unsupported { key: String, message: String },
+    /// A key the program knows but does not honour here: not supported yet,
+    /// or overruled by another key.
+    Ignored { key: String, message: String },
 }
 
 impl ConfigWarning {
     /// The key the warning is about.
     pub fn key(&self) -> &str {
         match self {
-            ConfigWarning::UnknownKey { key, .. } | ConfigWarning::Unsupported { key, .. } => key,
+            ConfigWarning::UnknownKey { key, .. } | ConfigWarning::Ignored { key, .. } => key,
         }
     }
 }
@@ -133,7 +134,9 @@ impl fmt::Display for ConfigWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigWarning::UnknownKey { key, .. } => write!(f, "Property {key} is not valid"),
-            ConfigWarning::Unsupported { key, message } => write!(f, "Property {key}: {message}"),
+            ConfigWarning::Ignored { key, message } => {
+                write!(f, "Property {key} is ignored: {message}")
+            }
         }
     }
 }

@@ -111,7 +111,7 @@ mod tests {
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].to_string(), "Property topic is not valid");
         let mut all = warnings.clone();
-        all.push(ConfigWarning::Unsupported {
+        all.push(ConfigWarning::Ignored {
             key: "server.1".into(),
             message: "only standalone mode is supported yet".into(),
         });
@@ -125,7 +125,7 @@ mod tests {
                 "Property broker.id is overridden to 0",
                 "Property port is overridden to 9092",
                 "Property topic is not valid",
-                "Property server.1: only standalone mode is supported yet",
+                "Property server.1 is ignored: only standalone mode is supported yet",
             ]
         );
         let warned: Vec<bool> = property_lines(&props, &all)
