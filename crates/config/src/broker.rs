@@ -592,7 +592,10 @@ fn broker_warnings(props: &Properties) -> Vec<ConfigWarning> {
     if let (Some(dirs), Some(_)) = (props.get("log.dirs"), props.get("log.dir")) {
         warnings.push(ConfigWarning::Ignored {
             key: "log.dir".to_owned(),
-            message: format!("log.dirs is also set and takes precedence ({dirs})"),
+            message: format!(
+                "log.dirs is also set and takes precedence ({})",
+                split_list(dirs).join(", ")
+            ),
         });
     }
     warnings
