@@ -56,14 +56,10 @@ where
 /// components in one process) leaves the first logger in place. An unusable
 /// `RUST_LOG` is reported on stderr and the default level is used instead.
 pub fn init_logging(default_level: Level) {
-    let filter = match std::env::var(LOG_FILTER_ENV) {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
-            .unwrap_or_else(|err| {
-                eprintln!("Ignoring {LOG_FILTER_ENV}={directives}: {err}");
-                EnvFilter::new(default_level.as_str())
-            }),
-        _ => EnvFilter::new(default_level.as_str()),
-    };
+    let (filter, complaint) = log_filter(std::env::var(LOG_FILTER_ENV).ok(), default_level);
+    if let Some(complaint) = complaint {
+        eprintln!("{complaint}");
+    }
     // Err only means a logger is already installed, which is fine.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -71,6 +67,23 @@ pub fn init_logging(default_level: Level) {
         .with_ansi(false)
         .event_format(KafkaLogFormat)
         .try_init();
+}
+
+/// The filter for `RUST_LOG`'s value (if any), and a complaint to print
+/// when that value is unusable and the default level is used instead.
+fn log_filter(directives: Option<String>, default_level: Level) -> (EnvFilter, Option<String>) {
+    match directives {
+        Some(directives) if !directives.trim().is_empty() => {
+            match EnvFilter::try_new(&directives) {
+                Ok(filter) => (filter, None),
+                Err(err) => (
+                    EnvFilter::new(default_level.as_str()),
+                    Some(format!("Ignoring {LOG_FILTER_ENV}={directives}: {err}")),
+                ),
+            }
+        }
+        _ => (EnvFilter::new(default_level.as_str()), None),
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +113,27 @@ mod tests {
         fn make_writer(&'a self) -> Buffer {
             self.clone()
         }
+    }
+
+    #[test]
+    fn filters_come_from_rust_log_or_the_default_level() {
+        let (filter, complaint) = log_filter(None, Level::WARN);
+        assert_eq!(filter.to_string(), "warn");
+        assert_eq!(complaint, None);
+        let (filter, complaint) = log_filter(Some("  ".into()), Level::INFO);
+        assert_eq!(filter.to_string(), "info");
+        assert_eq!(complaint, None);
+        let (filter, complaint) = log_filter(Some("broker=debug".into()), Level::INFO);
+        assert_eq!(filter.to_string(), "broker=debug");
+        assert_eq!(complaint, None);
+        let (filter, complaint) = log_filter(Some("broker=loud".into()), Level::INFO);
+        assert_eq!(filter.to_string(), "info");
+        assert!(
+            complaint
+                .as_deref()
+                .is_some_and(|c| c.starts_with("Ignoring RUST_LOG=broker=loud: ")),
+            "{complaint:?}"
+        );
     }
 
     #[test]

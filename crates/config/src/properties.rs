@@ -96,17 +96,15 @@ impl Properties {
                 }
             }
             let (raw_key, raw_value) = split_key_value(&logical);
-            let syntax_error = |message: String| ConfigError::Syntax {
-                source_name: properties.source_name.clone(),
-                line: first_line_number,
-                message,
+            let unescape_here = |raw: &str| {
+                unescape(raw).map_err(|message| ConfigError::Syntax {
+                    source_name: properties.source_name.clone(),
+                    line: first_line_number,
+                    message,
+                })
             };
-            let key = unescape(raw_key).map_err(syntax_error)?;
-            let value = unescape(raw_value).map_err(|message| ConfigError::Syntax {
-                source_name: properties.source_name.clone(),
-                line: first_line_number,
-                message,
-            })?;
+            let key = unescape_here(raw_key)?;
+            let value = unescape_here(raw_value)?;
             properties.insert(key, value, Origin::Line(first_line_number));
         }
         Ok(properties)
