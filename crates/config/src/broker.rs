@@ -551,14 +551,12 @@ impl BrokerConfig {
     }
 
     /// The inter-broker listener's advertised endpoint, as configured
-    /// (before [`BrokerConfig::advertised_endpoint`] resolves it).
-    pub fn inter_broker_endpoint(&self) -> &Endpoint {
-        // Validation guarantees the name is advertised; the first listener
-        // is a safe answer should a caller have edited the fields.
+    /// (before [`BrokerConfig::advertised_endpoint`] resolves it). Always
+    /// `Some` for a config from [`BrokerConfig::from_properties`].
+    pub fn inter_broker_endpoint(&self) -> Option<&Endpoint> {
         self.advertised_listeners
             .iter()
             .find(|l| l.listener_name == self.inter_broker_listener_name)
-            .unwrap_or(&self.advertised_listeners[0])
     }
 
     /// What to register for listener `name` once it is bound on

@@ -260,7 +260,10 @@ fn advertised_falls_back_as_in_kafka() {
         c.advertised_listeners,
         vec![endpoint("PLAINTEXT", "adv", 2)]
     );
-    assert_eq!(c.inter_broker_endpoint(), &endpoint("PLAINTEXT", "adv", 2));
+    assert_eq!(
+        c.inter_broker_endpoint(),
+        Some(&endpoint("PLAINTEXT", "adv", 2))
+    );
 }
 
 #[test]
@@ -290,7 +293,7 @@ fn custom_listener_names() {
     assert_eq!(c.inter_broker_listener_name, "INTERNAL");
     assert_eq!(
         c.inter_broker_endpoint(),
-        &endpoint("INTERNAL", "127.0.0.1", 0)
+        Some(&endpoint("INTERNAL", "127.0.0.1", 0))
     );
 }
 
