@@ -136,7 +136,7 @@ pub async fn run_with_config_validator(
         async move {
             tokio::select! {
                 () = shutdown => info!("Shutting down"),
-                _ = writer_done.wait_for(|&done| done) => {}
+                () = became_true(&mut writer_done) => {}
             }
             let _ = stop_tx.send(true);
         }
@@ -151,7 +151,7 @@ pub async fn run_with_config_validator(
     let mut stopping = stop_rx.clone();
     let served = tokio::select! {
         served = &mut serve => served,
-        _ = stopping.wait_for(|&stopped| stopped) => {
+        () = became_true(&mut stopping) => {
             // Streams end on the stop signal; calls get a little time.
             match tokio::time::timeout(DRAIN_TIMEOUT, &mut serve).await {
                 Ok(served) => served,
@@ -169,6 +169,12 @@ pub async fn run_with_config_validator(
     served?;
     info!("Coordinator stopped");
     Ok(())
+}
+
+/// Waits until the flag is true (or its sender is gone). The guard
+/// `wait_for` returns is dropped here, so callers can await afterwards.
+async fn became_true(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|&value| value).await;
 }
 
 /// Counts connections per client address (`maxClientCnxns`) and overall.
