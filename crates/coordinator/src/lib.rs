@@ -31,9 +31,8 @@ pub use server::{
 pub use settings::{DEFAULT_SESSION_TIMEOUT_MS, Settings};
 pub use writer::{ConfigValidator, WriterError};
 
-/// Checks one topic config of a CreateTopics request.
+/// Checks one topic config of a CreateTopics request: Kafka's topic config
+/// names and value rules, from the `config` crate.
 pub fn validate_topic_config(key: &str, value: &str) -> Result<(), String> {
-    // Replaced by config::validate_topic_config once that crate lands.
-    let _ = (key, value);
-    Ok(())
+    config::validate_topic_config(key, value).map_err(|e| e.to_string())
 }

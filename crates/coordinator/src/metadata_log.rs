@@ -119,9 +119,12 @@ pub struct Recovered {
 /// The open metadata log: appends group commits, writes snapshots.
 #[derive(Debug)]
 pub struct MetadataLog {
+    /// `dataDir`: snapshots, `meta.properties`, the lock.
     dir: PathBuf,
-    /// Held for the life of the log: the flock is released when it closes.
-    _lock: File,
+    /// `dataLogDir` (or `dataDir`): the log segments.
+    log_dir: PathBuf,
+    /// Held for the life of the log: the flocks are released when they close.
+    _locks: Vec<File>,
     segment: File,
     segment_base: i64,
     end_version: i64,
@@ -129,22 +132,52 @@ pub struct MetadataLog {
 }
 
 impl MetadataLog {
-    /// Opens (creating if needed) the log in `dir` and recovers its image.
-    pub fn open(dir: &Path) -> Result<Recovered, LogError> {
-        fs::create_dir_all(dir).map_err(|source| LogError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let lock = lock_dir(dir)?;
+    /// Opens (creating if needed) the log with its snapshots in `dir` and
+    /// its segments in `log_dir` (ZooKeeper's `dataDir` and `dataLogDir`;
+    /// usually the same directory) and recovers its image.
+    pub fn open(dir: &Path, log_dir: &Path) -> Result<Recovered, LogError> {
+        let separate = dir != log_dir;
+        let mut locks = Vec::new();
+        for d in if separate {
+            vec![dir, log_dir]
+        } else {
+            vec![dir]
+        } {
+            fs::create_dir_all(d).map_err(|source| LogError::CreateDir {
+                path: d.to_owned(),
+                source,
+            })?;
+            locks.push(lock_dir(d)?);
+        }
         let files = DirFiles::scan(dir)?;
-        for tmp in &files.temporary {
+        let log_files = if separate {
+            DirFiles::scan(log_dir)?
+        } else {
+            DirFiles::default()
+        };
+        if separate && !files.segments.is_empty() {
+            // Reading only dataLogDir would silently lose these records.
+            return Err(LogError::Corrupt {
+                path: dir.to_owned(),
+                problem: format!(
+                    "it holds metadata log segments, but dataLogDir is {}: move the .log files there, or unset dataLogDir",
+                    log_dir.display()
+                ),
+            });
+        }
+        for tmp in files.temporary.iter().chain(&log_files.temporary) {
             fs::remove_file(tmp).map_err(io_error("remove", tmp))?;
         }
+        let segments = if separate {
+            &log_files.segments
+        } else {
+            &files.segments
+        };
 
         let meta_path = dir.join(META_FILE);
         let (cluster_id, created) = match read_cluster_id(&meta_path)? {
             Some(id) => (id, false),
-            None if files.snapshots.is_empty() && files.segments.is_empty() => {
+            None if files.snapshots.is_empty() && segments.is_empty() => {
                 let id = new_cluster_id();
                 write_atomically(
                     dir,
@@ -176,9 +209,9 @@ impl MetadataLog {
         // A segment is wholly covered by the snapshot when the next one
         // starts at or before it.
         let mut live = Vec::new();
-        for (i, &base) in files.segments.iter().enumerate() {
-            match files.segments.get(i + 1) {
-                Some(&next) if next <= covered => remove_quietly(&segment_path(dir, base)),
+        for (i, &base) in segments.iter().enumerate() {
+            match segments.get(i + 1) {
+                Some(&next) if next <= covered => remove_quietly(&segment_path(log_dir, base)),
                 _ => live.push(base),
             }
         }
@@ -186,7 +219,7 @@ impl MetadataLog {
         let mut replayed = Vec::new();
         let mut truncated = Vec::new();
         for &base in &live {
-            let path = segment_path(dir, base);
+            let path = segment_path(log_dir, base);
             if let Some(cut) = replay_segment(&path, base, &mut image, &mut replayed)? {
                 truncated.push(cut);
             }
@@ -195,20 +228,21 @@ impl MetadataLog {
         let segment_base = match live.last() {
             Some(&base) => base,
             None => {
-                let path = segment_path(dir, image.version);
+                let path = segment_path(log_dir, image.version);
                 File::create(&path).map_err(io_error("create", &path))?;
-                sync_dir(dir)?;
+                sync_dir(log_dir)?;
                 image.version
             }
         };
-        let path = segment_path(dir, segment_base);
+        let path = segment_path(log_dir, segment_base);
         let segment = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(io_error("open", &path))?;
         let log = MetadataLog {
             dir: dir.to_owned(),
-            _lock: lock,
+            log_dir: log_dir.to_owned(),
+            _locks: locks,
             segment,
             segment_base,
             end_version: image.version,
@@ -248,7 +282,7 @@ impl MetadataLog {
             return Ok(());
         }
         let batch = encode_batch(records)?;
-        let path = segment_path(&self.dir, self.segment_base);
+        let path = segment_path(&self.log_dir, self.segment_base);
         let prefix = rewritten_prefix(&batch, base_version, 0);
         self.segment
             .write_all(&prefix)
@@ -272,13 +306,13 @@ impl MetadataLog {
         write_atomically(&self.dir, &name, &bytes)?;
 
         if self.segment_base != version {
-            let path = segment_path(&self.dir, version);
+            let path = segment_path(&self.log_dir, version);
             let segment = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
                 .map_err(io_error("create", &path))?;
-            sync_dir(&self.dir)?;
+            sync_dir(&self.log_dir)?;
             self.segment = segment;
             self.segment_base = version;
         }
@@ -286,12 +320,22 @@ impl MetadataLog {
 
         // Covered files are garbage now; failing to delete them costs only
         // disk space, and the next start retries.
-        let files = DirFiles::scan(&self.dir)?;
-        for &base in files.segments.iter().filter(|&&b| b < version) {
-            remove_quietly(&segment_path(&self.dir, base));
+        for &base in DirFiles::scan(&self.log_dir)?
+            .segments
+            .iter()
+            .filter(|&&b| b < version)
+        {
+            remove_quietly(&segment_path(&self.log_dir, base));
         }
-        for &old in files.snapshots.iter().filter(|&&v| v < version) {
+        for &old in DirFiles::scan(&self.dir)?
+            .snapshots
+            .iter()
+            .filter(|&&v| v < version)
+        {
             remove_quietly(&snapshot_path(&self.dir, old));
+        }
+        if self.log_dir != self.dir {
+            sync_dir(&self.log_dir)?;
         }
         sync_dir(&self.dir)
     }
@@ -605,6 +649,10 @@ mod tests {
     use super::*;
     use protocol::coordinator::{BrokerInfo, TopicInfo};
 
+    fn open_in(dir: &Path) -> Result<Recovered, LogError> {
+        MetadataLog::open(dir, dir)
+    }
+
     fn broker(id: i32, epoch: i64) -> MetadataRecord {
         BrokerInfo {
             broker_id: id,
@@ -651,14 +699,14 @@ mod tests {
             mut image,
             created,
             ..
-        } = MetadataLog::open(dir.path()).unwrap();
+        } = open_in(dir.path()).unwrap();
         assert!(created);
         assert_eq!(image.version, 0);
         commit(&mut log, &mut image, &[broker(1, 1), broker(2, 2)]);
         commit(&mut log, &mut image, &[topic("t")]);
         drop(log);
 
-        let recovered = MetadataLog::open(dir.path()).unwrap();
+        let recovered = open_in(dir.path()).unwrap();
         assert!(!recovered.created);
         assert_eq!(recovered.image, image);
         assert_eq!(recovered.log.end_version(), 3);
@@ -670,11 +718,11 @@ mod tests {
     #[test]
     fn a_second_coordinator_cannot_open_the_same_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let first = MetadataLog::open(dir.path()).unwrap();
-        let error = MetadataLog::open(dir.path()).unwrap_err();
+        let first = open_in(dir.path()).unwrap();
+        let error = open_in(dir.path()).unwrap_err();
         assert!(matches!(error, LogError::Locked { .. }), "{error}");
         drop(first);
-        MetadataLog::open(dir.path()).unwrap();
+        open_in(dir.path()).unwrap();
     }
 
     #[test]
@@ -682,7 +730,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let Recovered {
             mut log, mut image, ..
-        } = MetadataLog::open(dir.path()).unwrap();
+        } = open_in(dir.path()).unwrap();
         commit(&mut log, &mut image, &[broker(1, 1)]);
         commit(&mut log, &mut image, &[topic("t"), broker(2, 2)]);
         drop(log);
@@ -698,7 +746,7 @@ mod tests {
             image: recovered,
             truncated,
             ..
-        } = MetadataLog::open(dir.path()).unwrap();
+        } = open_in(dir.path()).unwrap();
         assert_eq!(recovered.version, 1);
         assert_eq!(recovered.brokers.len(), 1);
         assert_eq!(truncated.len(), 1);
@@ -712,7 +760,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes.extend_from_slice(&[0xAB; 100]);
         fs::write(&path, &bytes).unwrap();
-        let recovered = MetadataLog::open(dir.path()).unwrap();
+        let recovered = open_in(dir.path()).unwrap();
         assert_eq!(recovered.image, image);
         assert_eq!(recovered.truncated[0].dropped_bytes, 100);
     }
@@ -722,7 +770,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let Recovered {
             mut log, mut image, ..
-        } = MetadataLog::open(dir.path()).unwrap();
+        } = open_in(dir.path()).unwrap();
         commit(&mut log, &mut image, &[broker(1, 1), broker(2, 2)]);
         log.write_snapshot(&image.snapshot_records()).unwrap();
         assert_eq!(log.records_since_snapshot(), 0);
@@ -743,7 +791,7 @@ mod tests {
             ]
         );
 
-        let recovered = MetadataLog::open(dir.path()).unwrap();
+        let recovered = open_in(dir.path()).unwrap();
         assert_eq!(recovered.snapshot_version, Some(2));
         assert_eq!(recovered.image, image);
         assert_eq!(recovered.replayed.len(), 1);
@@ -754,7 +802,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let Recovered {
             mut log, mut image, ..
-        } = MetadataLog::open(dir.path()).unwrap();
+        } = open_in(dir.path()).unwrap();
         commit(&mut log, &mut image, &[broker(1, 1), broker(2, 2)]);
         drop(log);
         // The snapshot landed, but the new segment was never created and
@@ -769,11 +817,11 @@ mod tests {
             mut log,
             image: recovered,
             ..
-        } = MetadataLog::open(dir.path()).unwrap();
+        } = open_in(dir.path()).unwrap();
         assert_eq!(recovered, image);
         commit(&mut log, &mut image, &[topic("t")]);
         drop(log);
-        let recovered = MetadataLog::open(dir.path()).unwrap();
+        let recovered = open_in(dir.path()).unwrap();
         assert_eq!(recovered.image, image);
     }
 
@@ -782,7 +830,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let Recovered {
             mut log, mut image, ..
-        } = MetadataLog::open(dir.path()).unwrap();
+        } = open_in(dir.path()).unwrap();
         commit(&mut log, &mut image, &[broker(1, 1)]);
         drop(log);
         // A segment that starts past the end of the one before it.
@@ -791,12 +839,12 @@ mod tests {
             encode_batch_at(5, &[broker(2, 6)]),
         )
         .unwrap();
-        let error = MetadataLog::open(dir.path()).unwrap_err();
+        let error = open_in(dir.path()).unwrap_err();
         assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
         fs::remove_file(segment_path(dir.path(), 5)).unwrap();
 
         fs::remove_file(dir.path().join(META_FILE)).unwrap();
-        let error = MetadataLog::open(dir.path()).unwrap_err();
+        let error = open_in(dir.path()).unwrap_err();
         assert!(matches!(error, LogError::MissingMeta { .. }), "{error}");
     }
 
@@ -808,11 +856,34 @@ mod tests {
     }
 
     #[test]
+    fn segments_can_live_in_their_own_directory() {
+        let data = tempfile::tempdir().unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let Recovered {
+            mut log, mut image, ..
+        } = MetadataLog::open(data.path(), logs.path()).unwrap();
+        commit(&mut log, &mut image, &[broker(1, 1)]);
+        log.write_snapshot(&image.snapshot_records()).unwrap();
+        commit(&mut log, &mut image, &[topic("t")]);
+        drop(log);
+        assert!(segment_path(logs.path(), 1).exists());
+        assert!(snapshot_path(data.path(), 1).exists());
+        assert!(!segment_path(data.path(), 1).exists());
+        let recovered = MetadataLog::open(data.path(), logs.path()).unwrap();
+        assert_eq!(recovered.image, image);
+        drop(recovered);
+        // Segments left in dataDir when dataLogDir is set: refused, not ignored.
+        fs::rename(segment_path(logs.path(), 1), segment_path(data.path(), 1)).unwrap();
+        let error = MetadataLog::open(data.path(), logs.path()).unwrap_err();
+        assert!(error.to_string().contains("dataLogDir"), "{error}");
+    }
+
+    #[test]
     fn an_unwritable_data_dir_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");
         fs::write(&file, b"x").unwrap();
-        let error = MetadataLog::open(&file.join("data")).unwrap_err();
+        let error = open_in(&file.join("data")).unwrap_err();
         assert!(
             error.to_string().starts_with("cannot create dataDir"),
             "{error}"

@@ -68,8 +68,8 @@ pub async fn run_with_config_validator(
     validate_config: ConfigValidator,
 ) -> Result<(), CoordinatorError> {
     let local_addr = listener.local_addr().map_err(CoordinatorError::Listener)?;
-    let dir = settings.data_dir.clone();
-    let recovered = tokio::task::spawn_blocking(move || MetadataLog::open(&dir))
+    let (dir, log_dir) = (settings.data_dir.clone(), settings.data_log_dir.clone());
+    let recovered = tokio::task::spawn_blocking(move || MetadataLog::open(&dir, &log_dir))
         .await
         .map_err(|e| CoordinatorError::Startup(e.to_string()))??;
     if recovered.created {

@@ -319,7 +319,10 @@ impl Writer {
             }
         }
         if rebalance_due {
-            let moved = partitions::rebalance_preferred_leaders(&mut changes);
+            let moved = partitions::rebalance_preferred_leaders(
+                &mut changes,
+                self.settings.leader_imbalance_per_broker_percentage,
+            );
             if moved > 0 {
                 info!("Preferred leader rebalance moved {moved} partition leaderships");
             }
@@ -532,7 +535,12 @@ impl Decider<'_> {
                 reply_later(replies, reply, answer);
             }
             Command::DeleteTopics(request, reply) => {
-                let answer = topics::delete_topics(changes, &request.names).map(|topics| {
+                let answer = topics::delete_topics(
+                    changes,
+                    &request.names,
+                    self.settings.delete_topic_enable,
+                )
+                .map(|topics| {
                     for t in topics.iter().filter(|t| t.error_code == 0) {
                         info!("Deleted topic {}", t.name);
                     }

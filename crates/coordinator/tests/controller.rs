@@ -156,7 +156,7 @@ async fn a_lapsed_session_fences_the_broker_and_moves_its_leaderships() {
 async fn a_broken_stream_fences_after_the_grace_not_the_session_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
-    settings.tick_time = Duration::from_millis(1000); // sessions up to 20 s
+    settings.set_tick_time(Duration::from_millis(1000)); // sessions up to 20 s
     settings.broker_session_grace = Duration::from_millis(300);
     let coordinator = TestCoordinator::start(settings).await;
     let mut client = coordinator.client().await;
@@ -183,7 +183,7 @@ async fn a_broken_stream_fences_after_the_grace_not_the_session_timeout() {
 async fn a_new_stream_within_the_grace_keeps_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
-    settings.tick_time = Duration::from_millis(1000);
+    settings.set_tick_time(Duration::from_millis(1000));
     settings.broker_session_grace = Duration::from_millis(300);
     let coordinator = TestCoordinator::start(settings).await;
     let mut client = coordinator.client().await;

@@ -134,25 +134,41 @@ pub fn elect_offline_partitions(changes: &mut Changes<'_>, broker_id: i32, uncle
 }
 
 /// Moves leadership back to the preferred replica (the first of
-/// `replicas`) wherever it is active, in the ISR and not the leader.
-/// Returns how many partitions changed.
-pub fn rebalance_preferred_leaders(changes: &mut Changes<'_>) -> usize {
+/// `replicas`) wherever it is active, in the ISR and not the leader, for
+/// each broker whose imbalance (the share of the partitions it prefers to
+/// lead that others lead) is above `imbalance_percentage`, as Kafka's
+/// `leader.imbalance.per.broker.percentage` asks. Returns how many
+/// partitions changed.
+pub fn rebalance_preferred_leaders(changes: &mut Changes<'_>, imbalance_percentage: u32) -> usize {
     let image = changes.image();
+    // Per preferred broker: partitions it prefers, and those led by others.
+    let mut counts: std::collections::BTreeMap<i32, (u64, u64)> = Default::default();
+    for partition in image.topics.values().flat_map(|t| t.partitions.values()) {
+        if let Some(&preferred) = partition.replicas.first() {
+            let entry = counts.entry(preferred).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(partition.leader != preferred);
+        }
+    }
+    let imbalanced = |broker: i32| {
+        counts.get(&broker).is_some_and(|&(preferred, elsewhere)| {
+            elsewhere * 100 > preferred * u64::from(imbalance_percentage)
+        })
+    };
     let mut moved = Vec::new();
-    for topic in image.topics.values() {
-        for partition in topic.partitions.values() {
-            let Some(&preferred) = partition.replicas.first() else {
-                continue;
-            };
-            if partition.leader != preferred
-                && image.is_broker_active(preferred)
-                && partition.isr.contains(&preferred)
-            {
-                let mut next = partition.clone();
-                Election::Clean(preferred).apply_to(&mut next);
-                next.partition_epoch += 1;
-                moved.push(next);
-            }
+    for partition in image.topics.values().flat_map(|t| t.partitions.values()) {
+        let Some(&preferred) = partition.replicas.first() else {
+            continue;
+        };
+        if partition.leader != preferred
+            && image.is_broker_active(preferred)
+            && partition.isr.contains(&preferred)
+            && imbalanced(preferred)
+        {
+            let mut next = partition.clone();
+            Election::Clean(preferred).apply_to(&mut next);
+            next.partition_epoch += 1;
+            moved.push(next);
         }
     }
     let count = moved.len();
@@ -479,11 +495,34 @@ mod tests {
         add_partition(&mut image, "t", 1, &[2, 3, 1], 3, &[3, 1]); // 2 not in the ISR
         add_partition(&mut image, "t", 2, &[3, 1, 2], 3, &[3, 1, 2]); // already preferred
         let mut changes = Changes::new(&mut image);
-        assert_eq!(rebalance_preferred_leaders(&mut changes), 1);
+        assert_eq!(rebalance_preferred_leaders(&mut changes, 0), 1);
         drop(changes);
         let p = image.partition("t", 0).unwrap();
         assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 1, 1));
         assert_eq!(image.partition("t", 1).unwrap().leader, 3);
         check_invariants(&image);
+    }
+
+    #[test]
+    fn rebalance_waits_for_the_imbalance_percentage() {
+        let mut image = cluster(&[1, 2]);
+        // Broker 1 prefers ten partitions and leads nine of them.
+        for p in 0..10 {
+            let leader = if p == 0 { 2 } else { 1 };
+            add_partition(&mut image, "t", p, &[1, 2], leader, &[1, 2]);
+        }
+        let mut changes = Changes::new(&mut image);
+        assert_eq!(
+            rebalance_preferred_leaders(&mut changes, 10),
+            0,
+            "10% is not above 10%"
+        );
+        assert_eq!(rebalance_preferred_leaders(&mut changes, 9), 1);
+        assert!(
+            changes.image().topics["t"]
+                .partitions
+                .values()
+                .all(|p| p.leader == 1)
+        );
     }
 }

@@ -406,9 +406,12 @@ fn new_topic_id(rng: &mut Rng) -> Bytes {
 }
 
 /// Deletes topics (RemoveTopic records); unknown names are reported.
+/// With `deletion_enabled` false (`delete.topic.enable=false`) every topic
+/// is refused.
 pub fn delete_topics(
     changes: &mut Changes<'_>,
     names: &[String],
+    deletion_enabled: bool,
 ) -> Result<Vec<TopicResult>, Malformed> {
     if names.is_empty() {
         return Err(Malformed("DeleteTopics names no topic".into()));
@@ -418,6 +421,13 @@ pub fn delete_topics(
     for name in names {
         let outcome = if occurrences[name.as_str()] > 1 {
             Err(duplicate(name))
+        } else if !deletion_enabled {
+            // Kafka answers TOPIC_DELETION_DISABLED (73), which ErrorCode
+            // does not have yet; POLICY_VIOLATION says the same to clients.
+            Err(ApiError::new(
+                ErrorCode::PolicyViolation,
+                "Topic deletion is disabled (delete.topic.enable=false).",
+            ))
         } else if let Some(topic) = changes.image().topics.get(name) {
             let remove = RemoveTopic {
                 name: name.clone(),
@@ -820,13 +830,19 @@ mod tests {
         create(&mut image, vec![topic("t", 2, 1)]);
         let old_id = image.topics["t"].info.topic_id.clone();
         let mut changes = Changes::new(&mut image);
-        let results = delete_topics(&mut changes, &["t".into(), "missing".into()]).unwrap();
+        let refused = delete_topics(&mut changes, &["t".into()], false).unwrap();
+        assert_eq!(
+            ErrorCode::from_code(refused[0].error_code),
+            ErrorCode::PolicyViolation
+        );
+        assert!(changes.is_empty());
+        let results = delete_topics(&mut changes, &["t".into(), "missing".into()], true).unwrap();
         assert_eq!(results[0].error_code, 0);
         assert_eq!(
             ErrorCode::from_code(results[1].error_code),
             ErrorCode::UnknownTopicOrPartition
         );
-        assert!(delete_topics(&mut changes, &[]).is_err());
+        assert!(delete_topics(&mut changes, &[], true).is_err());
         drop(changes);
         assert!(image.topics.is_empty());
         create(&mut image, vec![topic("t", 1, 1)]);

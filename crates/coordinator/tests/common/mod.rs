@@ -32,7 +32,7 @@ pub type Client = CoordinatorClient<Channel>;
 /// automatic rebalance unless a test turns it on.
 pub fn test_settings(dir: &Path) -> Settings {
     let mut settings = Settings::new(dir);
-    settings.tick_time = Duration::from_millis(100);
+    settings.set_tick_time(Duration::from_millis(100));
     settings.auto_leader_rebalance_enable = false;
     settings.broker_session_grace = Duration::from_millis(300);
     settings
