@@ -143,4 +143,31 @@ mod tests {
             Duration::from_millis(40_000)
         );
     }
+
+    #[test]
+    fn zookeeper_properties_become_settings() {
+        let props = config::Properties::parse(
+            "dataDir=/var/zk\nclientPort=0\ntickTime=100\nmaxSessionTimeout=900\nsnapCount=50\n\
+             leader.imbalance.check.interval.seconds=7\nbroker.session.grace.ms=250\n\
+             maxClientCnxns=0\ndelete.topic.enable=false\n",
+            "zookeeper.properties",
+        )
+        .unwrap();
+        let config = config::CoordinatorConfig::from_properties(&props).unwrap();
+        let settings = Settings::from_config(&config);
+        assert_eq!(settings.data_dir, PathBuf::from("/var/zk"));
+        assert_eq!(settings.data_log_dir, PathBuf::from("/var/zk"));
+        assert_eq!(settings.min_session_timeout, Duration::from_millis(200));
+        assert_eq!(settings.max_session_timeout, Duration::from_millis(900));
+        assert_eq!(settings.snapshot_min_records, 50);
+        assert_eq!(
+            settings.leader_imbalance_check_interval,
+            Duration::from_secs(7)
+        );
+        assert_eq!(settings.broker_session_grace, Duration::from_millis(250));
+        assert_eq!(settings.max_client_cnxns, 0);
+        assert!(settings.auto_leader_rebalance_enable);
+        assert!(!settings.delete_topic_enable);
+        assert!(!settings.unclean_leader_election_enable);
+    }
 }
