@@ -46,6 +46,11 @@ fn start(path: &str) -> anyhow::Result<()> {
     let properties = config::Properties::load(path)?;
     let zookeeper = config::CoordinatorConfig::from_properties(&properties)?;
     config::log_properties(&properties, &zookeeper.warnings);
+    if properties.keys().any(|key| key.starts_with("autopurge.")) {
+        info!(
+            "autopurge.* has no effect: the coordinator keeps its latest snapshot and deletes the log it covers"
+        );
+    }
     let settings = Settings::from_config(&zookeeper);
     let bind_address = zookeeper.bind_address();
 

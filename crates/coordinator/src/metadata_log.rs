@@ -4,7 +4,8 @@
 //! Layout (one coordinator per directory, enforced with `flock` on `.lock`):
 //!
 //! - `meta.properties`: `cluster.id`, written once when the cluster starts.
-//! - `<version, 20 digits>.log`: segments of RecordBatch v2 batches, one
+//! - `<version, 20 digits>.log` (in `dataLogDir` when it is set, with a
+//!   lock of its own): segments of RecordBatch v2 batches, one
 //!   batch per group commit. A batch's base offset is the metadata version
 //!   before it, its records' values are encoded `MetadataRecord`s, so the
 //!   version after it is its base offset plus its record count.

@@ -76,7 +76,7 @@ async fn a_lapsed_session_fences_the_broker_and_moves_its_leaderships() {
     let mut client = coordinator.client().await;
     let mut watcher = Watcher::start(&mut client, -1).await;
     let mut brokers = start_brokers(&coordinator, &mut watcher, &[2, 3], 2000).await;
-    brokers.push(TestBroker::start(&coordinator, 1, 400).await);
+    brokers.push(TestBroker::start(&coordinator, 1, 1000).await);
     watcher.wait_for_broker_state(1, BrokerState::Active).await;
     create_topics(
         &mut client,
