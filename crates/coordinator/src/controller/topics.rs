@@ -422,10 +422,8 @@ pub fn delete_topics(
         let outcome = if occurrences[name.as_str()] > 1 {
             Err(duplicate(name))
         } else if !deletion_enabled {
-            // Kafka answers TOPIC_DELETION_DISABLED (73), which ErrorCode
-            // does not have yet; POLICY_VIOLATION says the same to clients.
             Err(ApiError::new(
-                ErrorCode::PolicyViolation,
+                ErrorCode::TopicDeletionDisabled,
                 "Topic deletion is disabled (delete.topic.enable=false).",
             ))
         } else if let Some(topic) = changes.image().topics.get(name) {
@@ -833,7 +831,7 @@ mod tests {
         let refused = delete_topics(&mut changes, &["t".into()], false).unwrap();
         assert_eq!(
             ErrorCode::from_code(refused[0].error_code),
-            ErrorCode::PolicyViolation
+            ErrorCode::TopicDeletionDisabled
         );
         assert!(changes.is_empty());
         let results = delete_topics(&mut changes, &["t".into(), "missing".into()], true).unwrap();
