@@ -94,14 +94,7 @@ mod tests {
 
     #[test]
     fn bad_dir_names_are_refused() {
-        for name in [
-            "nodash",
-            "-3",
-            "topic-",
-            "topic-x",
-            "topic--1",
-            "t-99999999999",
-        ] {
+        for name in ["nodash", "-3", "topic-", "topic-x", "t-99999999999"] {
             assert!(name.parse::<TopicPartition>().is_err(), "{name}");
         }
     }
