@@ -863,7 +863,9 @@ pub(crate) fn scan_batches(
             }
             None => return Ok(None),
             Some(RecordsError::Truncated { needed, .. })
-                if !file_ended && position + (consumed + needed) as u64 <= end =>
+                if !file_ended
+                    && consumed + needed > buf.len()
+                    && position + (consumed + needed) as u64 <= end =>
             {
                 // The batch continues past this chunk: read from its start.
                 position += consumed as u64;
