@@ -259,7 +259,9 @@ impl Log {
             }
             epochs_changed = true;
         }
-        epochs_changed |= epochs.truncate_from_end(log_end_offset);
+        // An epoch that starts exactly at the LEO (no batch written in it
+        // yet, or all below the log start) is still knowledge: keep it.
+        epochs_changed |= epochs.truncate_from_end(log_end_offset + 1);
         epochs_changed |= epochs.truncate_from_start(log_start_offset);
         if epochs_changed {
             epochs.persist()?;
@@ -757,15 +759,44 @@ impl Log {
         let first = segments
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
+        // Usually one segment answers; a read that reaches a segment's end
+        // goes on into the next, which costs one copy to join the pieces.
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut collected = 0usize;
+        let mut next_offset = offset;
         for segment in &segments[first..] {
             let size = segment.size();
-            match segment.read(offset, max_bytes, bound, size)? {
-                SegmentRead::Batches(records) => return Ok(info(records)),
-                SegmentRead::AtBound => return Ok(info(Bytes::new())),
+            let remaining = max_bytes.saturating_sub(collected);
+            match segment.read(next_offset, remaining, bound, size, pieces.is_empty())? {
+                SegmentRead::Batches(records) => {
+                    next_offset = segment.next_offset().min(bound);
+                    collected += records.len();
+                    let whole_segment = last_batch_end(&records, segment.base_offset)
+                        .is_some_and(|end| end >= segment.next_offset());
+                    pieces.push(records);
+                    if !whole_segment || collected >= max_bytes {
+                        break;
+                    }
+                }
+                SegmentRead::AtBound => break,
                 SegmentRead::NotHere => {}
             }
+            if next_offset >= bound {
+                break;
+            }
         }
-        Ok(info(Bytes::new()))
+        let records = match pieces.len() {
+            0 => Bytes::new(),
+            1 => pieces.pop().unwrap_or_default(),
+            _ => {
+                let mut joined = bytes::BytesMut::with_capacity(collected);
+                for piece in &pieces {
+                    joined.extend_from_slice(piece);
+                }
+                joined.freeze()
+            }
+        };
+        Ok(info(records))
     }
 
     /// The first offset at or after the log start whose record timestamp is
@@ -834,6 +865,8 @@ impl Log {
                 }
             };
             self.log_end_offset.store(new_end, Ordering::Release);
+            // A cut batch may have started below the log start offset.
+            self.log_start_offset.fetch_min(new_end, Ordering::AcqRel);
             self.high_watermark.fetch_min(new_end, Ordering::AcqRel);
             self.recovery_point.fetch_min(new_end, Ordering::AcqRel);
             for segment in &segments[keep..] {
@@ -1090,6 +1123,21 @@ impl Log {
     pub(crate) fn dir_path(&self) -> &Path {
         &self.dir
     }
+}
+
+/// The offset after the last batch in `records` (whole batches).
+fn last_batch_end(records: &[u8], _segment_base: i64) -> Option<i64> {
+    let mut at = 0;
+    let mut end = None;
+    while let Some(size) = records::peek_batch_size(&records[at..]) {
+        let header = BatchHeader::parse(&records[at..]).ok()?;
+        end = Some(header.next_offset());
+        at += size;
+        if size == 0 || at >= records.len() {
+            break;
+        }
+    }
+    end
 }
 
 /// Marks a batch as LogAppendTime with `now_ms` as its max timestamp and

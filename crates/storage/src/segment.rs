@@ -649,8 +649,9 @@ impl Segment {
     }
 
     /// Whole batches from the one holding `offset`: at most `max_bytes`
-    /// unless the first batch alone is larger, none starting at or past
-    /// `bound`, none past `size` (the committed size the caller loaded).
+    /// unless the first batch alone is larger and `at_least_one`, none
+    /// starting at or past `bound`, none past `size` (the committed size
+    /// the caller loaded).
     /// Usually one `pread`, two when the index entry lies far before the
     /// batch or the first read fell short of `max_bytes`.
     pub(crate) fn read(
@@ -659,6 +660,7 @@ impl Segment {
         max_bytes: usize,
         bound: i64,
         size: u64,
+        at_least_one: bool,
     ) -> Result<SegmentRead, StorageError> {
         let want = max_bytes.max(HEADER_LEN) + READ_SLACK;
         let mut position = self.index_position(offset)?.min(size);
@@ -704,7 +706,7 @@ impl Segment {
             position += at as u64;
         };
         let first = chunk.slice(at..);
-        let (len, ran_out) = whole_batches(&first, max_bytes, bound);
+        let (len, ran_out) = whole_batches(&first, max_bytes, bound, at_least_one);
         if len == 0 && !ran_out {
             return Ok(SegmentRead::AtBound);
         }
@@ -726,7 +728,7 @@ impl Segment {
         let first_size = records::peek_batch_size(&first).unwrap_or(0);
         let len = max_bytes.max(first_size).min((size - start) as usize);
         let again = self.read_at_most(start, len)?;
-        let (len, _) = whole_batches(&again, max_bytes, bound);
+        let (len, _) = whole_batches(&again, max_bytes, bound, at_least_one);
         if len == 0 {
             return Ok(SegmentRead::AtBound);
         }
@@ -786,10 +788,10 @@ impl Segment {
 }
 
 /// The length of the longest run of whole batches at the start of `buf`
-/// that a read returns: the first batch always (if complete), then more
-/// while they fit in `max_bytes`; none whose base offset is >= `bound`.
-/// Also says whether the walk stopped only because `buf` ended.
-fn whole_batches(buf: &[u8], max_bytes: usize, bound: i64) -> (usize, bool) {
+/// that a read returns: the first batch even if larger than `max_bytes`
+/// when `at_least_one`, then more while they fit; none whose base offset is
+/// >= `bound`. Also says whether the walk stopped only because `buf` ended.
+fn whole_batches(buf: &[u8], max_bytes: usize, bound: i64, at_least_one: bool) -> (usize, bool) {
     let mut len = 0usize;
     loop {
         let rest = &buf[len..];
@@ -805,7 +807,7 @@ fn whole_batches(buf: &[u8], max_bytes: usize, bound: i64) -> (usize, bool) {
             // Not a batch; whatever follows cannot be returned.
             return (len, false);
         }
-        if len > 0 && len + size > max_bytes {
+        if (len > 0 || !at_least_one) && len + size > max_bytes {
             return (len, false);
         }
         if size > rest.len() {

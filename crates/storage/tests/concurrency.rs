@@ -112,14 +112,23 @@ fn readers_survive_concurrent_truncation() {
                 while !done.load(Ordering::Acquire) {
                     n += 1;
                     let leo = log.log_end_offset();
-                    let offset = if leo > 0 { (n * 104_729) % (leo + 1) } else { 0 };
+                    let offset = if leo > 0 {
+                        (n * 104_729) % (leo + 1)
+                    } else {
+                        0
+                    };
                     check_read(log, offset, [300, 1 << 16][n as usize % 2]);
                 }
             });
         }
         for round in 0..60usize {
             for i in 0..40usize {
-                let b = batch(1 + i % 5, 50 + (i * 37 + round) % 400, 0, (round % 250) as u8);
+                let b = batch(
+                    1 + i % 5,
+                    50 + (i * 37 + round) % 400,
+                    0,
+                    (round % 250) as u8,
+                );
                 log.append_as_leader(&b, round as i32, 0).unwrap();
             }
             // Follower-style: cut back to somewhere in the last rounds.
