@@ -800,7 +800,7 @@ impl Log {
     }
 
     /// The first offset at or after the log start whose record timestamp is
-    /// >= `timestamp`, with that timestamp. Segments and batches are found
+    /// at least `timestamp`, with that timestamp. Segments and batches are found
     /// by their max timestamps (time index, then a short scan); inside an
     /// uncompressed CreateTime batch the records are walked to find the
     /// exact record, while compressed and LogAppendTime batches answer with
@@ -1156,7 +1156,7 @@ fn crc32c_of(bytes: &[u8]) -> u32 {
 }
 
 /// The first record of an uncompressed CreateTime batch with a timestamp
-/// >= `timestamp`: `(offset, timestamp)`.
+/// at least `timestamp`: `(offset, timestamp)`.
 fn exact_record(header: &BatchHeader, batch: &[u8], timestamp: i64) -> Option<(i64, i64)> {
     if header.timestamp_type() == TimestampType::LogAppendTime
         || header.compression() != Some(Compression::None)

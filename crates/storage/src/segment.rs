@@ -790,7 +790,7 @@ impl Segment {
 /// The length of the longest run of whole batches at the start of `buf`
 /// that a read returns: the first batch even if larger than `max_bytes`
 /// when `at_least_one`, then more while they fit; none whose base offset is
-/// >= `bound`. Also says whether the walk stopped only because `buf` ended.
+/// at or past `bound`. Also says whether the walk stopped only because `buf` ended.
 fn whole_batches(buf: &[u8], max_bytes: usize, bound: i64, at_least_one: bool) -> (usize, bool) {
     let mut len = 0usize;
     loop {

@@ -71,7 +71,7 @@ fn readers_never_see_partial_batches_while_appending_and_rolling() {
                         Some(next) => offset = next,
                         None => std::thread::yield_now(),
                     }
-                    if n % 7 == 0 {
+                    if n.is_multiple_of(7) {
                         let leo = log.log_end_offset();
                         if leo > 0 {
                             check_read(log, (n as i64 * 7919) % leo, max_bytes);

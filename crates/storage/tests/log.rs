@@ -169,7 +169,8 @@ fn bad_batches_are_refused_and_the_log_is_unchanged() {
     mixed.extend_from_slice(&bad_crc);
     let truncated = good.slice(..good.len() - 1);
 
-    let cases: Vec<(&str, Bytes, fn(&StorageError) -> bool)> = vec![
+    type Check = fn(&StorageError) -> bool;
+    let cases: Vec<(&str, Bytes, Check)> = vec![
         ("crc", bad_crc.freeze(), |e| {
             matches!(
                 e,
