@@ -195,27 +195,41 @@ impl<E: IndexEntry> SparseIndex<E> {
     /// The last entry for which `below` holds, `below` being true for a
     /// prefix of the entries (binary search).
     pub(crate) fn lookup(&self, below: impl Fn(&E) -> bool) -> Result<Option<E>, StorageError> {
+        Ok(self.lookup_around(below)?.0)
+    }
+
+    /// The last entry for which `below` holds and the first for which it
+    /// does not (each if there is one). A closed index reads one block.
+    pub(crate) fn lookup_around(
+        &self,
+        below: impl Fn(&E) -> bool,
+    ) -> Result<(Option<E>, Option<E>), StorageError> {
         let state = read_lock(&self.state);
         match &*state {
             State::Active { entries, .. } => {
                 let n = entries.partition_point(&below);
-                Ok(n.checked_sub(1).map(|i| entries[i]))
+                Ok((
+                    n.checked_sub(1).map(|i| entries[i]),
+                    entries.get(n).copied(),
+                ))
             }
             State::Closed { summary, len, .. } => {
                 let n = summary.partition_point(&below);
                 let Some(block) = n.checked_sub(1) else {
-                    return Ok(None);
+                    return Ok((None, summary.first().copied()));
                 };
+                // The block and the entry after it.
                 let first = block * BLOCK;
-                let count = BLOCK.min(len - first);
+                let count = (BLOCK + 1).min(len - first);
                 let mut buf = vec![0u8; count * E::SIZE];
                 self.file
                     .read_exact_at(&mut buf, (first * E::SIZE) as u64)
                     .map_err(StorageError::io("read", &self.path))?;
                 let entries: Vec<E> = buf.chunks_exact(E::SIZE).map(E::decode).collect();
                 let n = entries.partition_point(&below);
-                Ok(Some(
-                    n.checked_sub(1).map_or(summary[block], |i| entries[i]),
+                Ok((
+                    Some(n.checked_sub(1).map_or(summary[block], |i| entries[i])),
+                    entries.get(n).copied(),
                 ))
             }
         }

@@ -768,13 +768,11 @@ impl Log {
             let size = segment.size();
             let remaining = max_bytes.saturating_sub(collected);
             match segment.read(next_offset, remaining, bound, size, pieces.is_empty())? {
-                SegmentRead::Batches(records) => {
+                SegmentRead::Batches { records, to_end } => {
                     next_offset = segment.next_offset().min(bound);
                     collected += records.len();
-                    let whole_segment = last_batch_end(&records, segment.base_offset)
-                        .is_some_and(|end| end >= segment.next_offset());
                     pieces.push(records);
-                    if !whole_segment || collected >= max_bytes {
+                    if !to_end || collected >= max_bytes {
                         break;
                     }
                 }
@@ -1123,21 +1121,6 @@ impl Log {
     pub(crate) fn dir_path(&self) -> &Path {
         &self.dir
     }
-}
-
-/// The offset after the last batch in `records` (whole batches).
-fn last_batch_end(records: &[u8], _segment_base: i64) -> Option<i64> {
-    let mut at = 0;
-    let mut end = None;
-    while let Some(size) = records::peek_batch_size(&records[at..]) {
-        let header = BatchHeader::parse(&records[at..]).ok()?;
-        end = Some(header.next_offset());
-        at += size;
-        if size == 0 || at >= records.len() {
-            break;
-        }
-    }
-    end
 }
 
 /// Marks a batch as LogAppendTime with `now_ms` as its max timestamp and

@@ -60,8 +60,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a read found in one segment.
 #[derive(Debug)]
 pub(crate) enum SegmentRead {
-    /// Whole batches, the first holding the wanted offset.
-    Batches(Bytes),
+    /// Whole batches, the first holding the wanted offset; `to_end` when
+    /// they run to the end of the segment (as far as the caller's size).
+    Batches { records: Bytes, to_end: bool },
     /// The batch holding the offset starts at or past the bound.
     AtBound,
     /// No batch in this segment reaches the offset: look in the next one.
@@ -569,20 +570,34 @@ impl Segment {
     }
 
     /// Where to start looking for `offset`: the position of the last indexed
-    /// batch ending at or before it.
+    /// batch ending before it.
     fn index_position(&self, offset: i64) -> Result<u64, StorageError> {
+        Ok(self.index_positions(offset)?.0)
+    }
+
+    /// The position of the last indexed batch ending before `offset` (0 if
+    /// none) and of the first indexed batch ending at or after it. Entries
+    /// name a batch's last offset, so the second is the batch holding
+    /// `offset` whenever that batch is indexed: with batches larger than
+    /// `log.index.interval.bytes`, every one but a segment's first is.
+    fn index_positions(&self, offset: i64) -> Result<(u64, Option<u64>), StorageError> {
         let relative = offset - self.base_offset;
         if relative < 0 {
-            return Ok(0);
+            return Ok((0, None));
         }
         let relative = u32::try_from(relative).unwrap_or(u32::MAX);
-        let entry = self
+        let size = self.size();
+        let (before, after) = self
             .offset_index
-            .lookup(|e| e.relative_offset <= relative)?;
-        Ok(entry
+            .lookup_around(|e| e.relative_offset < relative)?;
+        let before = before
             .map(|e| u64::from(e.position))
-            .filter(|&p| p < self.size())
-            .unwrap_or(0))
+            .filter(|&p| p < size)
+            .unwrap_or(0);
+        let after = after
+            .map(|e| u64::from(e.position))
+            .filter(|&p| p < size && p > before);
+        Ok((before, after))
     }
 
     /// The first batch whose max timestamp is >= `timestamp`, with its
@@ -662,8 +677,15 @@ impl Segment {
         size: u64,
         at_least_one: bool,
     ) -> Result<SegmentRead, StorageError> {
-        let want = max_bytes.max(HEADER_LEN) + READ_SLACK;
-        let mut position = self.index_position(offset)?.min(size);
+        let (before, after) = self.index_positions(offset)?;
+        // Optimistic first: the indexed batch after `before` usually holds
+        // `offset`, and then one read of exactly `max_bytes` answers.
+        let mut optimistic = after.is_some();
+        let mut position = after.unwrap_or(before);
+        let mut want = max_bytes.max(HEADER_LEN);
+        if !optimistic {
+            want += READ_SLACK;
+        }
         let mut retried_from_start = false;
         // Find the batch holding `offset`.
         let (chunk, at, chunk_start) = 'locate: loop {
@@ -674,7 +696,17 @@ impl Segment {
             let chunk = self.read_at_most(position, len)?;
             let mut at = 0usize;
             while at + HEADER_LEN <= chunk.len() {
-                let header = match BatchHeader::parse(&chunk[at..]) {
+                let header = BatchHeader::parse(&chunk[at..]);
+                if optimistic && header.as_ref().is_ok_and(|h| h.base_offset > offset)
+                    || optimistic && header.is_err()
+                {
+                    // `offset` lies before that batch: walk from `before`.
+                    optimistic = false;
+                    position = before;
+                    want += READ_SLACK;
+                    continue 'locate;
+                }
+                let header = match header {
                     Ok(header) => header,
                     Err(err) if position != 0 && !retried_from_start => {
                         // The index pointed at no batch: distrust it.
@@ -721,7 +753,10 @@ impl Segment {
                     ),
                 });
             }
-            return Ok(SegmentRead::Batches(first.slice(..len)));
+            return Ok(SegmentRead::Batches {
+                records: first.slice(..len),
+                to_end: chunk_start + (at + len) as u64 >= size,
+            });
         }
         // The first read stopped short: read again from the batch itself.
         let start = chunk_start + at as u64;
@@ -732,7 +767,10 @@ impl Segment {
         if len == 0 {
             return Ok(SegmentRead::AtBound);
         }
-        Ok(SegmentRead::Batches(again.slice(..len)))
+        Ok(SegmentRead::Batches {
+            records: again.slice(..len),
+            to_end: start + len as u64 >= size,
+        })
     }
 
     /// Writes the indexes' unwritten entries and fsyncs the log and them.

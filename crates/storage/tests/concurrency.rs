@@ -91,9 +91,13 @@ fn readers_never_see_partial_batches_while_appending_and_rolling() {
             let b = batch(1 + i % 7, 20 + i % 300, i as i64, (i % 251) as u8);
             log.append_as_leader(&b, 0, 0).unwrap();
         }
+        // On a loaded machine the readers may have had little CPU so far:
+        // let them finish a fair number of reads (they tail the log).
+        while reads.load(Ordering::Relaxed) < 300 {
+            std::thread::yield_now();
+        }
         done.store(true, Ordering::Release);
     });
-    assert!(reads.load(Ordering::Relaxed) > 100);
     assert!(log.segment_count() > 5);
     let all = read_all(&log, 0);
     assert_eq!(all.len(), 3000);
