@@ -697,9 +697,7 @@ impl Segment {
             let mut at = 0usize;
             while at + HEADER_LEN <= chunk.len() {
                 let header = BatchHeader::parse(&chunk[at..]);
-                if optimistic && header.as_ref().is_ok_and(|h| h.base_offset > offset)
-                    || optimistic && header.is_err()
-                {
+                if optimistic && !header.as_ref().is_ok_and(|h| h.base_offset <= offset) {
                     // `offset` lies before that batch: walk from `before`.
                     optimistic = false;
                     position = before;
