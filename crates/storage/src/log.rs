@@ -485,8 +485,15 @@ impl Log {
         for (header, _) in headers.iter_mut() {
             if is_leader {
                 header.base_offset = next;
-            } else if header.base_offset < next
-                || (next == log_end_offset && header.base_offset != next)
+            }
+            if !crate::segment::offsets_fit(header) {
+                return Err(StorageError::InvalidBatch(RecordsError::CorruptRecord(
+                    "batch offsets overflow the offset range",
+                )));
+            }
+            if !is_leader
+                && (header.base_offset < next
+                    || (next == log_end_offset && header.base_offset != next))
             {
                 // The first batch must start exactly at the LEO; later ones
                 // anywhere after the batch before (a compacted leader log
@@ -1158,4 +1165,89 @@ fn exact_record(header: &BatchHeader, batch: &[u8], timestamp: i64) -> Option<(i
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use records::RecordBatchBuilder;
+
+    fn open_log(dir: &Path, clean: bool) -> Log {
+        Log::open(LogOpen {
+            dir: dir.to_path_buf(),
+            topic_partition: TopicPartition::new("t", 0),
+            topic_id: [1; 16],
+            config: LogConfig {
+                segment_bytes: 1 << 20,
+                index_interval_bytes: 100,
+                ..LogConfig::default()
+            },
+            recovery_point: None,
+            log_start_offset: None,
+            high_watermark: None,
+            clean,
+            now_ms: 0,
+        })
+        .unwrap()
+    }
+
+    fn batch(records: usize, tag: u8) -> Bytes {
+        let mut builder = RecordBatchBuilder::default();
+        for i in 0..records {
+            builder.append(i as i64, None, Some(&[tag; 50]), &[]);
+        }
+        builder.finish()
+    }
+
+    fn contents(log: &Log) -> Bytes {
+        log.read(0, usize::MAX, None).unwrap().records
+    }
+
+    #[test]
+    fn a_write_that_fails_midway_leaves_the_log_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path(), true);
+        for tag in 0..3 {
+            log.append_as_leader(&batch(3, tag), 1, 0).unwrap();
+        }
+        let before = contents(&log);
+        let active = Arc::clone(log.segments().last().unwrap());
+        let file_size = || fs::metadata(active.log_path()).unwrap().len();
+        assert_eq!(file_size(), before.len() as u64);
+
+        // Two batches, a new epoch, and the disk fills 100 bytes in.
+        active.write_budget.store(100, Ordering::Relaxed);
+        let mut two = bytes::BytesMut::from(&batch(2, 7)[..]);
+        two.extend_from_slice(&batch(4, 8));
+        let two = two.freeze();
+        let err = log.append_as_leader(&two, 2, 0).unwrap_err();
+        match &err {
+            StorageError::Io { op, source, .. } => {
+                assert_eq!(*op, "write");
+                assert_eq!(source.kind(), std::io::ErrorKind::StorageFull);
+            }
+            other => panic!("unexpected error {other}"),
+        }
+        assert_eq!(log.log_end_offset(), 9);
+        assert_eq!(
+            file_size(),
+            before.len() as u64,
+            "partial write not cut back"
+        );
+        assert_eq!(contents(&log), before);
+        assert_eq!(log.latest_epoch(), Some(1), "epoch of a failed append kept");
+
+        // Space again: the append lands where the failed one would have.
+        active.write_budget.store(-1, Ordering::Relaxed);
+        let info = log.append_as_leader(&two, 2, 0).unwrap();
+        assert_eq!((info.first_offset, info.last_offset), (9, 14));
+        assert_eq!(log.end_offset_for_epoch(1), Some((1, 9)));
+        let after = contents(&log);
+        drop(log);
+
+        // And it all survives a reopen that scans everything.
+        let log = open_log(dir.path(), false);
+        assert_eq!(contents(&log), after);
+        assert_eq!(log.log_end_offset(), 15);
+    }
 }

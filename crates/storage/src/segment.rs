@@ -45,6 +45,24 @@ pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
         .flatten()
 }
 
+/// A batch's last offset, saturating where a corrupt base offset would
+/// overflow (callers compare it; they never index with it).
+fn last_offset_saturating(header: &BatchHeader) -> i64 {
+    header
+        .base_offset
+        .saturating_add(i64::from(header.last_offset_delta))
+}
+
+/// Whether a batch's offsets fit in an i64 (a corrupt or hostile base
+/// offset may not); `last_offset()` and `next_offset()` are safe if so.
+pub(crate) fn offsets_fit(header: &BatchHeader) -> bool {
+    header
+        .base_offset
+        .checked_add(i64::from(header.last_offset_delta))
+        .and_then(|last| last.checked_add(1))
+        .is_some()
+}
+
 pub(crate) fn read_lock<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
@@ -86,6 +104,10 @@ pub(crate) struct Segment {
     bytes_since_index: AtomicU64,
     pub(crate) offset_index: SparseIndex<OffsetEntry>,
     pub(crate) time_index: SparseIndex<TimeEntry>,
+    /// Tests only: bytes the next write may put down before failing as a
+    /// full disk would (-1: no limit).
+    #[cfg(test)]
+    pub(crate) write_budget: AtomicI64,
 }
 
 /// Why a segment's load stopped short of its file's end.
@@ -157,6 +179,8 @@ impl Segment {
             max_timestamp: AtomicI64::new(max_timestamp),
             offset_of_max_timestamp: AtomicI64::new(offset_of_max_timestamp),
             bytes_since_index: AtomicU64::new(0),
+            #[cfg(test)]
+            write_budget: AtomicI64::new(-1),
             offset_index,
             time_index,
         })
@@ -270,7 +294,9 @@ impl Segment {
                 return Ok(None);
             }
             match BatchHeader::parse(&header) {
-                Ok(h) if h.last_offset() == base_offset + i64::from(last.relative_offset) => {}
+                Ok(h)
+                    if offsets_fit(&h)
+                        && h.last_offset() == base_offset + i64::from(last.relative_offset) => {}
                 _ => return Ok(None),
             }
         }
@@ -334,7 +360,12 @@ impl Segment {
             start,
             end,
             |position, header| {
-                let reason = if header.base_offset < expected {
+                let reason = if !offsets_fit(header) {
+                    Some(format!(
+                        "batch at offset {} overflows the offset range",
+                        header.base_offset
+                    ))
+                } else if header.base_offset < expected {
                     Some(format!(
                         "batch at offset {} goes back before offset {expected}",
                         header.base_offset
@@ -464,6 +495,8 @@ impl Segment {
     /// the kernel allows (one, normally). On failure the caller cuts the
     /// file back with [`Segment::repair`].
     pub(crate) fn write_vectored(&self, slices: &mut [IoSlice<'_>]) -> Result<(), StorageError> {
+        #[cfg(test)]
+        self.fail_like_a_full_disk(slices)?;
         let mut slices = slices;
         while !slices.is_empty() {
             match (&self.file).write_vectored(slices) {
@@ -478,6 +511,28 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// Tests only: writes part of `slices` and fails if they exceed the
+    /// write budget, as a write that hits a full disk midway does.
+    #[cfg(test)]
+    fn fail_like_a_full_disk(&self, slices: &[IoSlice<'_>]) -> Result<(), StorageError> {
+        let budget = self.write_budget.load(Ordering::Relaxed);
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        if budget < 0 || total as i64 <= budget {
+            return Ok(());
+        }
+        let partial: Vec<u8> = slices
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .take(budget as usize)
+            .collect();
+        (&self.file)
+            .write_all(&partial)
+            .map_err(StorageError::io("write", &self.log_path))?;
+        Err(StorageError::io("write", &self.log_path)(
+            std::io::ErrorKind::StorageFull.into(),
+        ))
     }
 
     /// Cuts whatever lies past the committed size and puts the write
@@ -532,7 +587,7 @@ impl Segment {
         let mut since = 0u64;
         scan_batches(&self.file, &self.log_path, tail_start, size, |_, header| {
             if header.max_timestamp > max.0 {
-                max = (header.max_timestamp, header.last_offset());
+                max = (header.max_timestamp, last_offset_saturating(header));
             }
             since += header.size_in_bytes() as u64;
             true
@@ -684,7 +739,7 @@ impl Segment {
         let mut position = after.unwrap_or(before);
         let mut want = max_bytes.max(HEADER_LEN);
         if !optimistic {
-            want += READ_SLACK;
+            want = want.saturating_add(READ_SLACK);
         }
         let mut retried_from_start = false;
         // Find the batch holding `offset`.
@@ -701,7 +756,7 @@ impl Segment {
                     // `offset` lies before that batch: walk from `before`.
                     optimistic = false;
                     position = before;
-                    want += READ_SLACK;
+                    want = want.saturating_add(READ_SLACK);
                     continue 'locate;
                 }
                 let header = match header {
@@ -724,7 +779,7 @@ impl Segment {
                         });
                     }
                 };
-                if header.last_offset() >= offset {
+                if last_offset_saturating(&header) >= offset {
                     break 'locate (chunk, at, position);
                 }
                 at += header.size_in_bytes();

@@ -242,3 +242,27 @@ fn a_log_cut_to_nothing_starts_over_at_its_base() {
         .collect();
     check_reopened(copy.path(), &keep, "garbage second segment");
 }
+
+#[test]
+fn a_base_offset_garbled_to_overflow_is_cut_not_a_panic() {
+    let original = tempfile::tempdir().unwrap();
+    let batches = build(original.path(), false);
+    let file = segment_files(&partition_dir(original.path()))
+        .pop()
+        .unwrap();
+    let size = fs::metadata(&file).unwrap().len() as usize;
+    let last_start = size - batches.last().unwrap().1.len();
+    for base in [i64::MAX - 1, i64::MAX, -5, 0] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(original.path(), copy.path());
+        let target = partition_dir(copy.path()).join(file.file_name().unwrap());
+        let mut bytes = fs::read(&target).unwrap();
+        bytes[last_start..last_start + 8].copy_from_slice(&base.to_be_bytes());
+        fs::write(&target, bytes).unwrap();
+        check_reopened(
+            copy.path(),
+            &batches[..batches.len() - 1],
+            &format!("base {base}"),
+        );
+    }
+}

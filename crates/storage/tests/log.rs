@@ -263,6 +263,16 @@ fn follower_appends_keep_offsets_and_follow_epochs() {
             actual: 9
         })
     ));
+    // Offsets that overflow an i64: refused, not a panic.
+    let mut huge = BytesMut::from(&batch(1, 10, 0, 3)[..]);
+    records::set_base_offset_and_epoch(&mut huge, 5, 4);
+    let mut overflow = BytesMut::from(&batch(3, 10, 0, 3)[..]);
+    records::set_base_offset_and_epoch(&mut overflow, i64::MAX - 1, 4);
+    huge.extend_from_slice(&overflow);
+    assert!(matches!(
+        log.append_as_follower(&huge.freeze()),
+        Err(StorageError::InvalidBatch(_))
+    ));
     records::set_base_offset_and_epoch(&mut b3, 5, 4);
     log.append_as_follower(&b3.freeze()).unwrap();
     assert_eq!(log.log_end_offset(), 6);
