@@ -507,6 +507,13 @@ impl Log {
         }
         let first_offset = log_end_offset;
         let last_offset = next - 1;
+        if last_offset - first_offset > i64::from(u32::MAX) {
+            // One append goes into one segment, whose index names offsets
+            // relative to its base in 32 bits.
+            return Err(StorageError::InvalidBatch(RecordsError::CorruptRecord(
+                "the offsets of one append span more than 2^32",
+            )));
+        }
         let log_append_time =
             is_leader && config.message_timestamp_type == TimestampType::LogAppendTime;
         let incoming_max_timestamp = if log_append_time {
@@ -666,7 +673,9 @@ impl Log {
         last_offset: i64,
         now_ms: i64,
     ) -> bool {
-        if active.is_empty() {
+        // Even an empty segment cannot take offsets its index cannot name.
+        let overflow = last_offset - active.base_offset > i64::from(u32::MAX);
+        if active.is_empty() && !overflow {
             return false;
         }
         let segment_bytes = config.segment_bytes.clamp(1, MAX_SEGMENT_BYTES);
@@ -674,14 +683,14 @@ impl Log {
             Some(first) if incoming_max_timestamp >= 0 => incoming_max_timestamp - first,
             _ => now_ms - appender.created_ms,
         };
-        let reason = if active.size() + bytes > segment_bytes {
+        let reason = if overflow {
+            "relative offset overflow"
+        } else if active.size() + bytes > segment_bytes {
             "segment.bytes"
         } else if waited_ms > config.segment_ms.min(i64::MAX as u64) as i64 {
             "segment.ms"
         } else if active.index_full(config.segment_index_bytes) {
             "segment.index.bytes"
-        } else if last_offset - active.base_offset > i64::from(u32::MAX) {
-            "relative offset overflow"
         } else {
             return false;
         };

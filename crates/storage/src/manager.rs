@@ -136,18 +136,17 @@ impl LogManager {
             }
             let clean = path.join(CLEAN_SHUTDOWN_FILE).exists();
             let checkpoint = |name: &str| {
-                let file = path.join(name);
-                read_offsets(&file).unwrap_or_else(|err| {
-                    tracing::warn!(%err, "ignoring an unreadable checkpoint; logs will be recovered");
-                    HashMap::new()
+                read_offsets(&path.join(name)).map_err(|err| {
+                    tracing::warn!(%err, "ignoring an unreadable checkpoint; its logs will be recovered");
                 })
             };
-            let recovery_points = checkpoint(RECOVERY_POINT_FILE);
-            let high_watermarks = checkpoint(HIGH_WATERMARK_FILE);
-            let log_starts = checkpoint(LOG_START_OFFSET_FILE);
             // A corrupt recovery-point checkpoint means nothing is known to
-            // be durable: recover everything in this dir.
-            let recovery_ok = read_offsets(&path.join(RECOVERY_POINT_FILE)).is_ok();
+            // be durable: everything in this dir is recovered.
+            let recovery_points = checkpoint(RECOVERY_POINT_FILE);
+            let recovery_ok = recovery_points.is_ok();
+            let recovery_points = recovery_points.unwrap_or_default();
+            let high_watermarks = checkpoint(HIGH_WATERMARK_FILE).unwrap_or_default();
+            let log_starts = checkpoint(LOG_START_OFFSET_FILE).unwrap_or_default();
 
             let entries = fs::read_dir(path).map_err(StorageError::io("list", path))?;
             for entry in entries {

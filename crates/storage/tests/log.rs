@@ -273,9 +273,34 @@ fn follower_appends_keep_offsets_and_follow_epochs() {
         log.append_as_follower(&huge.freeze()),
         Err(StorageError::InvalidBatch(_))
     ));
+    // A gap too wide for one segment's 32-bit relative offsets.
+    let mut wide = BytesMut::from(&batch(1, 10, 0, 3)[..]);
+    records::set_base_offset_and_epoch(&mut wide, 5, 4);
+    let mut far = BytesMut::from(&batch(1, 10, 0, 3)[..]);
+    records::set_base_offset_and_epoch(&mut far, 5 + (1 << 33), 4);
+    wide.extend_from_slice(&far);
+    assert!(matches!(
+        log.append_as_follower(&wide.freeze()),
+        Err(StorageError::InvalidBatch(_))
+    ));
     records::set_base_offset_and_epoch(&mut b3, 5, 4);
     log.append_as_follower(&b3.freeze()).unwrap();
-    assert_eq!(log.log_end_offset(), 6);
+    // A follower batch far past the active segment's base rolls a segment.
+    let mut jump = BytesMut::from(&batch(1, 10, 0, 3)[..]);
+    records::set_base_offset_and_epoch(&mut jump, 6, 4);
+    let mut far = BytesMut::from(&batch(1, 10, 0, 3)[..]);
+    records::set_base_offset_and_epoch(&mut far, 1 << 32, 4);
+    let mut seq = jump.clone();
+    seq.extend_from_slice(&far);
+    log.append_as_follower(&seq.freeze()).unwrap();
+    assert_eq!(log.log_end_offset(), 1 + (1 << 32));
+    assert_eq!(log.segment_count(), 2);
+    let read = log.read(1 << 32, 1, None).unwrap();
+    assert_eq!(split(&read.records)[0].0.base_offset, 1 << 32);
+    let read = log.read(7, 1, None).unwrap();
+    assert_eq!(split(&read.records)[0].0.base_offset, 1 << 32);
+    log.truncate_to(7).unwrap();
+    assert_eq!(log.log_end_offset(), 7);
     assert_eq!(read_all(&log, 0)[1].1[..], b2[..]);
 }
 
