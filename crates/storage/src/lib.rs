@@ -86,6 +86,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn logs_are_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Log>();
+        send_sync::<LogManager>();
+        send_sync::<StorageError>();
+    }
+
+    #[test]
     fn topic_partition_round_trips_through_its_dir_name() {
         let tp = TopicPartition::new("my-topic-name", 12);
         assert_eq!(tp.to_string(), "my-topic-name-12");

@@ -192,3 +192,45 @@ fn checkpoints_are_per_dir() {
     assert_eq!(a_hw, "0\n1\nx 0 1\n");
     assert_eq!(b_hw, "0\n1\nx 1 2\n");
 }
+
+#[test]
+fn flush_due_closes_rolled_segments_and_flushes_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_interval_ms: Some(60_000),
+        ..small_config(4096)
+    };
+    let (manager, log) = open(dir.path(), config);
+    for i in 0..60u8 {
+        log.append_as_leader(&batch(3, 100, 0, i), 0, 0).unwrap();
+    }
+    assert!(log.segment_count() > 3);
+    // Rolls do not fsync on the append path.
+    assert_eq!(log.recovery_point(), 0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    manager.flush_due(now).unwrap();
+    // The rolled segments are closed: durable, with their index files.
+    let files = segment_files(&log.dir());
+    let active_base: i64 = files
+        .last()
+        .unwrap()
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(log.recovery_point(), active_base);
+    for file in &files[..files.len() - 1] {
+        let index = file.with_extension("index");
+        let timeindex = file.with_extension("timeindex");
+        assert!(fs::metadata(index).unwrap().len() > 0, "{}", file.display());
+        assert_eq!(fs::metadata(timeindex).unwrap().len() % 12, 0);
+    }
+    // flush.ms elapsed: everything is durable.
+    manager.flush_due(now + 120_000).unwrap();
+    assert_eq!(log.recovery_point(), 180);
+}
