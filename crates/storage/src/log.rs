@@ -851,7 +851,7 @@ impl Log {
             self.truncate_fully_and_start_at(offset)?;
             return Ok(offset);
         }
-        let _appender = lock(&self.appender);
+        let mut appender = lock(&self.appender);
         let _flusher = lock(&self.flusher);
         let log_end_offset = self.log_end_offset();
         if offset >= log_end_offset {
@@ -897,7 +897,6 @@ impl Log {
                 epochs.persist()?;
             }
         }
-        let mut appender = _appender;
         appender.rolling_timestamp = target
             .first_batch()
             .map(|h| h.max_timestamp)
@@ -1146,12 +1145,8 @@ fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
         i16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]) | TIMESTAMP_TYPE_BIT;
     batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = crc32c_of(&batch[ATTRIBUTES_AT..]);
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-}
-
-fn crc32c_of(bytes: &[u8]) -> u32 {
-    crc32c::crc32c(bytes)
 }
 
 /// The first record of an uncompressed CreateTime batch with a timestamp

@@ -220,9 +220,10 @@ impl LogManager {
 
     /// The partition's log, created empty (on the log dir holding the
     /// fewest partitions, with `partition.metadata` naming `topic_id`) if it
-    /// does not exist. An existing log keeps its config; one with a
-    /// different (non-zero) topic id is
-    /// [`StorageError::InconsistentTopicId`].
+    /// does not exist. An existing log takes `config` (logs opened at
+    /// start-up have the default config until then); one with a different
+    /// (non-zero) topic id is [`StorageError::InconsistentTopicId`]. An
+    /// all-zero `topic_id` matches any.
     pub fn get_or_create(
         &self,
         tp: &TopicPartition,
@@ -230,11 +231,11 @@ impl LogManager {
         config: LogConfig,
     ) -> Result<Arc<Log>, StorageError> {
         if let Some(log) = self.get(tp) {
-            return self.check_topic_id(log, topic_id);
+            return self.existing(log, topic_id, config);
         }
         let _create = lock(&self.create);
         if let Some(log) = self.get(tp) {
-            return self.check_topic_id(log, topic_id);
+            return self.existing(log, topic_id, config);
         }
         let counts = {
             let logs = read_lock(&self.logs);
@@ -274,14 +275,21 @@ impl LogManager {
         Ok(log)
     }
 
-    fn check_topic_id(&self, log: Arc<Log>, topic_id: [u8; 16]) -> Result<Arc<Log>, StorageError> {
+    fn existing(
+        &self,
+        log: Arc<Log>,
+        topic_id: [u8; 16],
+        config: LogConfig,
+    ) -> Result<Arc<Log>, StorageError> {
         let stored = log.topic_id();
         if stored == topic_id || topic_id == [0; 16] {
+            log.set_config(config);
             return Ok(log);
         }
         if stored == [0; 16] {
             write_topic_id(log.dir_path(), topic_id)?;
             log.set_topic_id(topic_id);
+            log.set_config(config);
             return Ok(log);
         }
         Err(StorageError::InconsistentTopicId {
