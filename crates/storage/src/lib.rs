@@ -11,6 +11,21 @@
 //! This crate must never know about networking, the coordinator, replication
 //! policy or Kafka error codes: the broker maps [`StorageError`] to those. It
 //! never panics on what it reads from disk or is given to append.
+//!
+//! How a broker drives it:
+//!
+//! - at start-up, [`LogManager::open`] (locks the dirs, recovers what an
+//!   unclean stop left), then [`LogManager::get_or_create`] per hosted
+//!   partition with its topic config;
+//! - per request, [`Log::append_as_leader`], [`Log::append_as_follower`],
+//!   [`Log::read`] (consumers bound it by the high watermark),
+//!   [`Log::set_high_watermark`], [`Log::truncate_to`];
+//! - every second or so [`LogManager::flush_due`] (it also closes the
+//!   segments that rolls left behind, off the append path), every
+//!   `log.retention.check.interval.ms` [`LogManager::run_retention`], every
+//!   few seconds [`LogManager::checkpoint`];
+//! - on a controlled shutdown, [`LogManager::shutdown`], which lets the next
+//!   start skip recovery.
 
 mod checkpoint;
 mod config;

@@ -230,7 +230,6 @@ impl Segment {
                 "index missing or inconsistent with the log, rebuilding it"
             );
         }
-        let file = file;
         let segment =
             Segment::with_indexes(dir, base_offset, log_path, file, 0, Vec::new(), Vec::new())?;
         let mut epochs = Vec::new();
