@@ -174,10 +174,16 @@ fn batches_iterates_and_stops_at_a_partial_tail() {
 fn garbage_whose_length_field_runs_past_the_buffer_is_truncation_not_size() {
     let garbage = b"not a batch at all";
     let first = Batches::new(garbage, 100).next().expect("one item");
-    assert!(matches!(first, Err(RecordsError::Truncated { .. })), "{first:?}");
+    assert!(
+        matches!(first, Err(RecordsError::Truncated { .. })),
+        "{first:?}"
+    );
     let big = one_batch(&["a much longer value than the limit allows"]);
     let first = Batches::new(&big, 70).next().expect("one item");
-    assert!(matches!(first, Err(RecordsError::TooLarge { .. })), "{first:?}");
+    assert!(
+        matches!(first, Err(RecordsError::TooLarge { .. })),
+        "{first:?}"
+    );
 }
 
 #[test]
