@@ -371,6 +371,27 @@ impl Log {
         epochs.end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// Records that `epoch` starts at the log end offset, if it is newer
+    /// than every epoch in the history: a new leader does this before its
+    /// first append, so a follower holding records of an older epoch finds
+    /// where that epoch ended even if the new leader never writes. Returns
+    /// whether the history changed.
+    pub fn assign_leader_epoch(&self, epoch: i32) -> Result<bool, StorageError> {
+        // The appender lock keeps the log end offset still while it is read.
+        let _appender = lock(&self.appender);
+        let mut epochs = lock(&self.epochs);
+        let log_end_offset = self.log_end_offset();
+        if !epochs.assign(epoch, log_end_offset) {
+            return Ok(false);
+        }
+        if let Err(err) = epochs.persist() {
+            // Memory must not claim what the disk does not hold.
+            epochs.truncate_from_end(log_end_offset);
+            return Err(err);
+        }
+        Ok(true)
+    }
+
     /// The leader-epoch history, `(epoch, start_offset)` oldest first.
     pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
         lock(&self.epochs)

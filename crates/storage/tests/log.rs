@@ -529,3 +529,33 @@ fn flush_moves_the_recovery_point() {
     log.flush().unwrap();
     assert_eq!(log.recovery_point(), 11);
 }
+
+#[test]
+fn a_new_leader_epoch_starts_at_the_log_end_even_before_any_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manager, log) = open(dir.path(), small_config(1 << 20));
+    log.append_as_leader(&batch(3, 10, 1_000, 1), 0, 2_000)
+        .unwrap();
+    assert!(log.assign_leader_epoch(4).unwrap());
+    assert!(
+        !log.assign_leader_epoch(4).unwrap(),
+        "an epoch is assigned once"
+    );
+    assert!(
+        !log.assign_leader_epoch(2).unwrap(),
+        "older epochs are ignored"
+    );
+    assert_eq!(log.epoch_entries(), vec![(0, 0), (4, 3)]);
+    // A follower holding epoch 0 records past offset 3 learns epoch 0 ended there.
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 3)));
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 3)));
+    // Appends under the new epoch do not add another entry, and the
+    // history survives a reopen.
+    log.append_as_leader(&batch(2, 10, 1_003, 1), 4, 2_000)
+        .unwrap();
+    drop(log);
+    manager.shutdown().unwrap();
+    drop(manager);
+    let (_m, log) = open(dir.path(), small_config(1 << 20));
+    assert_eq!(log.epoch_entries(), vec![(0, 0), (4, 3)]);
+}
