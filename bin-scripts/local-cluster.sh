@@ -14,11 +14,14 @@ bin="$base_dir/bin-scripts"
 # Build once up front so the two daemons do not both try to.
 "$bin/kafka-run-class.sh" --build
 
-"$bin/zookeeper-server-start.sh" "$base_dir/config/zookeeper.properties" &
+# Each daemon in its own session: Ctrl-C reaches only this script, which
+# then stops them in order (a terminal would signal both at once).
+setsid "$bin/zookeeper-server-start.sh" "$base_dir/config/zookeeper.properties" &
 zookeeper=$!
-"$bin/kafka-server-start.sh" "$base_dir/config/server.properties" "$@" &
+setsid "$bin/kafka-server-start.sh" "$base_dir/config/server.properties" "$@" &
 broker=$!
 
+asked_to_stop=0
 stop() {
     trap - INT TERM
     kill -TERM "$broker" 2>/dev/null || true
@@ -26,10 +29,12 @@ stop() {
     kill -TERM "$zookeeper" 2>/dev/null || true
     wait "$zookeeper" 2>/dev/null || true
 }
-trap stop INT TERM
+trap 'asked_to_stop=1; stop' INT TERM
 
 # Either daemon exiting on its own (a port in use, say) stops the other.
 status=0
 wait -n "$zookeeper" "$broker" || status=$?
 stop
+# Stopped by Ctrl-C or SIGTERM: both daemons shut down cleanly, so exit 0.
+[ "$asked_to_stop" = 1 ] && status=0
 exit "$status"
