@@ -101,8 +101,6 @@ impl TopicMetadata {
 pub(crate) struct ClusterSnapshot {
     /// Counts successful refreshes; 0 means "no answer yet".
     pub(crate) generation: u64,
-    pub(crate) fetched_at: Instant,
-    pub(crate) cluster_id: String,
     pub(crate) brokers: HashMap<i32, Node>,
     pub(crate) topics: HashMap<String, TopicMetadata>,
 }
@@ -111,8 +109,6 @@ impl ClusterSnapshot {
     fn empty() -> Self {
         ClusterSnapshot {
             generation: 0,
-            fetched_at: Instant::now(),
-            cluster_id: String::new(),
             brokers: HashMap::new(),
             topics: HashMap::new(),
         }
@@ -166,8 +162,6 @@ impl ClusterSnapshot {
             .collect();
         ClusterSnapshot {
             generation,
-            fetched_at: Instant::now(),
-            cluster_id: response.cluster_id,
             brokers,
             topics,
         }
@@ -338,10 +332,6 @@ impl Metadata {
         });
         let refresher = tokio::spawn(refresh_loop(Arc::clone(&shared)));
         Metadata { shared, refresher }
-    }
-
-    pub(crate) fn connections(&self) -> &Connections {
-        &self.shared.connections
     }
 
     pub(crate) fn snapshot(&self) -> Arc<ClusterSnapshot> {

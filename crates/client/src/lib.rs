@@ -12,19 +12,26 @@
 //! megabyte batches. Metadata is cached and refreshed on errors that
 //! invalidate it and every `metadata.max.age.ms`.
 
+mod admin;
 mod cluster;
 pub mod codec;
 mod config;
+mod consumer;
 mod error;
 pub mod partitioner;
 mod producer;
 
+pub use admin::{
+    Admin, BrokerDescription, BrokerEndpoint, BrokerStatus, ClusterDescription, CreatedTopic,
+    NewTopic, PartitionDescription, TopicDescription, TopicsDescription,
+};
 pub use cluster::{Node, PartitionInfo, TopicPartition};
 pub use config::{
     Acks, AdminConfig, AdminTarget, CommonConfig, ConsumerConfig, OffsetReset, ProducerConfig,
     ServerAddress,
 };
+pub use consumer::{Consumer, ConsumerRecord, OffsetAndTimestamp};
 pub use error::{ClientError, DeliveryFailure};
 pub use producer::{DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
 pub use protocol::ErrorCode;
-pub use records::{Compression, RecordHeader};
+pub use records::{Compression, RecordHeader, TimestampType};
