@@ -470,6 +470,12 @@ async fn refresh_loop(shared: Arc<MetadataShared>) {
         match shared.connections.fetch_metadata(&known, request).await {
             Ok(response) => {
                 generation += 1;
+                tracing::debug!(
+                    generation,
+                    brokers = response.brokers.len(),
+                    topics = response.topics.len(),
+                    "metadata refreshed"
+                );
                 *lock(&shared.last_error) = None;
                 shared
                     .snapshot

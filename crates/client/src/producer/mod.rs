@@ -7,6 +7,14 @@
 //! errors refresh metadata and resend within `delivery.timeout.ms`, keeping
 //! per-partition order; nothing is dropped silently: every record's future
 //! resolves, and `flush` reports every failure since the previous one.
+//!
+//! Order: a partition whose in-flight batch failed sends nothing new until
+//! its other in-flight batches are answered, then resends the failed ones
+//! first, one at a time. That keeps order whenever a failure refuses every
+//! batch in flight (a leader change, too few replicas). A later batch that
+//! the broker accepted while an earlier one failed can still land first, as
+//! in Kafka without idempotence; `max.in.flight.requests.per.connection=1`
+//! rules that out, at the cost of pipelining.
 
 mod accumulator;
 mod sender;

@@ -79,6 +79,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 break;
             }
             for drained in outcome.requests {
+                tracing::trace!(
+                    broker = drained.broker,
+                    batches = drained.batches.len(),
+                    "produce request"
+                );
                 let request = InFlightRequest {
                     broker: drained.broker,
                     batches: drained.batches,
@@ -141,6 +146,7 @@ fn handle_answer(shared: &Shared, in_flight: &mut HashMap<i32, usize>, answered:
             Err(error) => BatchResult::Error(error.clone()),
             Ok(response) => batch_result(&batch, response),
         };
+        tracing::trace!(broker = request.broker, ?result, "produce answer");
         let completion = lock(&shared.accumulator).complete(batch, result, now);
         refresh |= completion.refresh_metadata;
         if let Some((batch, error)) = completion.failed {
@@ -253,6 +259,7 @@ async fn link(
             client.produce_stream(ReceiverStream::new(stream_rx)),
         )
         .await;
+        tracing::trace!(broker, %address, ok = matches!(opened, Ok(Ok(_))), "produce stream opened");
         let mut responses = match opened {
             Ok(Ok(response)) => response.into_inner(),
             Ok(Err(status)) => {
