@@ -42,7 +42,7 @@ pub struct CodecError {
 }
 
 impl CodecError {
-    fn compress(codec: Compression, message: impl ToString) -> Self {
+    fn compress(codec: Compression, message: &dyn std::fmt::Display) -> Self {
         CodecError {
             codec: codec.name(),
             operation: "compression",
@@ -50,7 +50,7 @@ impl CodecError {
         }
     }
 
-    fn decompress(codec: Compression, message: impl ToString) -> Self {
+    fn decompress(codec: Compression, message: &dyn std::fmt::Display) -> Self {
         CodecError {
             codec: codec.name(),
             operation: "decompression",
@@ -71,7 +71,7 @@ pub fn compress(codec: Compression, input: &[u8], out: &mut Vec<u8>) -> Result<(
             encoder
                 .write_all(input)
                 .and_then(|()| encoder.try_finish())
-                .map_err(|e| CodecError::compress(codec, e))
+                .map_err(|e| CodecError::compress(codec, &e))
         }
         Compression::Snappy => snappy_xerial_compress(input, out),
         Compression::Lz4 => {
@@ -83,22 +83,22 @@ pub fn compress(codec: Compression, input: &[u8], out: &mut Vec<u8>) -> Result<(
             let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
             encoder
                 .write_all(input)
-                .map_err(|e| CodecError::compress(codec, e))?;
+                .map_err(|e| CodecError::compress(codec, &e))?;
             encoder
                 .finish()
                 .map(|_| ())
-                .map_err(|e| CodecError::compress(codec, e))
+                .map_err(|e| CodecError::compress(codec, &e))
         }
         Compression::Zstd => {
             let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_DEFAULT_LEVEL)
-                .map_err(|e| CodecError::compress(codec, e))?;
+                .map_err(|e| CodecError::compress(codec, &e))?;
             encoder
                 .write_all(input)
-                .map_err(|e| CodecError::compress(codec, e))?;
+                .map_err(|e| CodecError::compress(codec, &e))?;
             encoder
                 .finish()
                 .map(|_| ())
-                .map_err(|e| CodecError::compress(codec, e))
+                .map_err(|e| CodecError::compress(codec, &e))
         }
     }
 }
@@ -112,7 +112,7 @@ pub fn decompress(codec: Compression, input: &[u8]) -> Result<Vec<u8>, CodecErro
         Compression::Lz4 => read_bounded(codec, lz4_flex::frame::FrameDecoder::new(input)),
         Compression::Zstd => {
             let decoder = zstd::stream::read::Decoder::new(input)
-                .map_err(|e| CodecError::decompress(codec, e))?;
+                .map_err(|e| CodecError::decompress(codec, &e))?;
             read_bounded(codec, decoder)
         }
     }
@@ -123,7 +123,7 @@ fn read_bounded(codec: Compression, reader: impl Read) -> Result<Vec<u8>, CodecE
     reader
         .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| CodecError::decompress(codec, e))?;
+        .map_err(|e| CodecError::decompress(codec, &e))?;
     if out.len() > MAX_DECOMPRESSED_BYTES {
         return Err(too_large(codec));
     }
@@ -133,7 +133,7 @@ fn read_bounded(codec: Compression, reader: impl Read) -> Result<Vec<u8>, CodecE
 fn too_large(codec: Compression) -> CodecError {
     CodecError::decompress(
         codec,
-        format!("the records section decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes"),
+        &format!("the records section decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes"),
     )
 }
 
@@ -149,10 +149,10 @@ fn snappy_xerial_compress(input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecEr
         out.resize(start + snap::raw::max_compress_len(chunk.len()), 0);
         let written = encoder
             .compress(chunk, &mut out[start..])
-            .map_err(|e| CodecError::compress(Compression::Snappy, e))?;
+            .map_err(|e| CodecError::compress(Compression::Snappy, &e))?;
         out.truncate(start + written);
         let length = i32::try_from(written)
-            .map_err(|_| CodecError::compress(Compression::Snappy, "block too large"))?;
+            .map_err(|_| CodecError::compress(Compression::Snappy, &"block too large"))?;
         out[length_at..start].copy_from_slice(&length.to_be_bytes());
     }
     Ok(())
@@ -164,22 +164,22 @@ fn snappy_xerial_decompress(input: &[u8]) -> Result<Vec<u8>, CodecError> {
     if !input.starts_with(&XERIAL_MAGIC) {
         // Not xerial-framed: one raw snappy block, as some clients write.
         let length =
-            snap::raw::decompress_len(input).map_err(|e| CodecError::decompress(codec, e))?;
+            snap::raw::decompress_len(input).map_err(|e| CodecError::decompress(codec, &e))?;
         if length > MAX_DECOMPRESSED_BYTES {
             return Err(too_large(codec));
         }
         return decoder
             .decompress_vec(input)
-            .map_err(|e| CodecError::decompress(codec, e));
+            .map_err(|e| CodecError::decompress(codec, &e));
     }
     if input.len() < XERIAL_HEADER_LEN {
-        return Err(CodecError::decompress(codec, "truncated xerial header"));
+        return Err(CodecError::decompress(codec, &"truncated xerial header"));
     }
     let mut out = Vec::new();
     let mut pos = XERIAL_HEADER_LEN;
     while pos < input.len() {
         let Some(length_bytes) = input.get(pos..pos + 4) else {
-            return Err(CodecError::decompress(codec, "truncated block length"));
+            return Err(CodecError::decompress(codec, &"truncated block length"));
         };
         let length = i32::from_be_bytes([
             length_bytes[0],
@@ -192,11 +192,11 @@ fn snappy_xerial_decompress(input: &[u8]) -> Result<Vec<u8>, CodecError> {
             .ok()
             .and_then(|length| input.get(pos..pos + length))
             .ok_or_else(|| {
-                CodecError::decompress(codec, format!("block length {length} runs past the input"))
+                CodecError::decompress(codec, &format!("block length {length} runs past the input"))
             })?;
         pos += block.len();
         let block_len =
-            snap::raw::decompress_len(block).map_err(|e| CodecError::decompress(codec, e))?;
+            snap::raw::decompress_len(block).map_err(|e| CodecError::decompress(codec, &e))?;
         if out.len() + block_len > MAX_DECOMPRESSED_BYTES {
             return Err(too_large(codec));
         }
@@ -204,7 +204,7 @@ fn snappy_xerial_decompress(input: &[u8]) -> Result<Vec<u8>, CodecError> {
         out.resize(start + block_len, 0);
         let written = decoder
             .decompress(block, &mut out[start..])
-            .map_err(|e| CodecError::decompress(codec, e))?;
+            .map_err(|e| CodecError::decompress(codec, &e))?;
         out.truncate(start + written);
     }
     Ok(out)

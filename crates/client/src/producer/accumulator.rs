@@ -481,7 +481,8 @@ impl Accumulator {
                     }
                     return Completion::default();
                 }
-                Err((batch, split_error)) => {
+                Err(failed) => {
+                    let (batch, split_error) = *failed;
                     tracing::warn!("cannot split a batch refused as too large: {split_error}");
                     return Completion {
                         refresh_metadata: false,
@@ -556,17 +557,20 @@ fn expire(
 
 /// Splits a batch into two halves by record, re-encoding each with the
 /// batch's own codec.
-fn split(batch: ProducerBatch) -> Result<[ProducerBatch; 2], (ProducerBatch, ClientError)> {
+fn split(batch: ProducerBatch) -> Result<[ProducerBatch; 2], Box<(ProducerBatch, ClientError)>> {
     let Some(encoded) = batch.encoded.clone() else {
-        return Err((
-            batch,
-            ClientError::invalid_argument("batch was never encoded"),
-        ));
+        let error = ClientError::invalid_argument("batch was never encoded");
+        return Err(Box::new((batch, error)));
     };
     let decoded = records::decode_batch(&encoded, codec::decompress);
     let (header, records) = match decoded {
         Ok(decoded) => decoded,
-        Err(err) => return Err((batch, ClientError::invalid_argument(err.to_string()))),
+        Err(err) => {
+            return Err(Box::new((
+                batch,
+                ClientError::invalid_argument(err.to_string()),
+            )));
+        }
     };
     let compression = header.compression().unwrap_or(Compression::None);
     let middle = records.len() / 2;

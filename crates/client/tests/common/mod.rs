@@ -8,7 +8,7 @@
 //! the next produce or fetch of a partition, a leader move, slow answers,
 //! a broker that is down, a small `message.max.bytes`.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::needless_pass_by_value)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
