@@ -69,10 +69,9 @@ impl MetadataImage {
                 }
             }
             Some(Record::RemoveTopic(remove)) => {
-                let same_topic = self
-                    .topics
-                    .get(&remove.name)
-                    .is_some_and(|t| remove.topic_id.is_empty() || t.info.topic_id == remove.topic_id);
+                let same_topic = self.topics.get(&remove.name).is_some_and(|t| {
+                    remove.topic_id.is_empty() || t.info.topic_id == remove.topic_id
+                });
                 if same_topic {
                     self.topics.remove(&remove.name);
                 }

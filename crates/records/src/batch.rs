@@ -207,13 +207,14 @@ impl<'a> Iterator for Batches<'a> {
                 needed: LOG_OVERHEAD,
                 available: rest.len(),
             }),
-            Some(size) if size > self.max_size => Err(RecordsError::TooLarge {
-                size,
-                max: self.max_size,
-            }),
+            // A length beyond the bytes present is damage, not a large batch.
             Some(size) if size > rest.len() => Err(RecordsError::Truncated {
                 needed: size,
                 available: rest.len(),
+            }),
+            Some(size) if size > self.max_size => Err(RecordsError::TooLarge {
+                size,
+                max: self.max_size,
             }),
             Some(size) => validate_batch(&rest[..size], self.max_size).map(|h| (h, &rest[..size])),
         };

@@ -64,7 +64,9 @@ impl<'a> RecordIter<'a> {
             .pos
             .checked_add(length)
             .filter(|&end| end <= self.buf.len())
-            .ok_or(RecordsError::CorruptRecord("record runs past the end of the batch"))?;
+            .ok_or(RecordsError::CorruptRecord(
+                "record runs past the end of the batch",
+            ))?;
         let body = &self.buf[..end];
         let mut pos = self.pos + 1; // attributes: unused by v2
         let timestamp_delta = get_varlong(body, &mut pos)?;
@@ -83,7 +85,9 @@ impl<'a> RecordIter<'a> {
             get_bytes(headers, &mut header_pos)?;
         }
         if header_pos != headers.len() {
-            return Err(RecordsError::CorruptRecord("record length does not match its fields"));
+            return Err(RecordsError::CorruptRecord(
+                "record length does not match its fields",
+            ));
         }
         self.pos = end;
         Ok(RecordRef {
@@ -105,7 +109,11 @@ impl<'a> Iterator for RecordIter<'a> {
             return None;
         }
         let result = self.read_one();
-        self.remaining = if result.is_ok() { self.remaining - 1 } else { 0 };
+        self.remaining = if result.is_ok() {
+            self.remaining - 1
+        } else {
+            0
+        };
         Some(result)
     }
 }
@@ -142,7 +150,9 @@ where
     let end = header.size_in_bytes().min(batch.len());
     let compression = header
         .compression()
-        .ok_or(RecordsError::UnsupportedCompression((header.attributes & 0x07) as u8))?;
+        .ok_or(RecordsError::UnsupportedCompression(
+            (header.attributes & 0x07) as u8,
+        ))?;
     let records: Bytes = match compression {
         Compression::None => batch.slice(HEADER_LEN..end),
         codec => Bytes::from(
@@ -188,7 +198,9 @@ fn get_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, Rec
     let end = pos
         .checked_add(len as usize)
         .filter(|&end| end <= buf.len())
-        .ok_or(RecordsError::CorruptRecord("field runs past the end of the record"))?;
+        .ok_or(RecordsError::CorruptRecord(
+            "field runs past the end of the record",
+        ))?;
     let bytes = &buf[*pos..end];
     *pos = end;
     Ok(Some(bytes))

@@ -44,7 +44,9 @@ pub fn get_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordsError> {
     let mut shift = 0;
     loop {
         let Some(&byte) = buf.get(*pos) else {
-            return Err(RecordsError::CorruptRecord("varint runs past the end of the batch"));
+            return Err(RecordsError::CorruptRecord(
+                "varint runs past the end of the batch",
+            ));
         };
         *pos += 1;
         if shift == 63 && byte > 1 {

@@ -80,7 +80,14 @@ fn header_view_reads_every_field() {
     assert_eq!(header.next_offset(), 3);
     assert_eq!(header.base_timestamp, 10);
     assert_eq!(header.max_timestamp, 30);
-    assert_eq!((header.producer_id, header.producer_epoch, header.base_sequence), (7, 3, 42));
+    assert_eq!(
+        (
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence
+        ),
+        (7, 3, 42)
+    );
     assert_eq!(header.record_count, 3);
     assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
     assert_eq!(header.compression(), Some(Compression::None));
@@ -93,7 +100,10 @@ fn offsets_and_epoch_rewrite_outside_the_crc() {
     let mut in_place = batch.to_vec();
     set_base_offset_and_epoch(&mut in_place, 1_000, 7);
     let header = validate_batch(&in_place, MAX).expect("still valid after rewrite");
-    assert_eq!((header.base_offset, header.partition_leader_epoch), (1_000, 7));
+    assert_eq!(
+        (header.base_offset, header.partition_leader_epoch),
+        (1_000, 7)
+    );
 
     let mut spliced = rewritten_prefix(&batch, 1_000, 7).to_vec();
     spliced.extend_from_slice(&batch[16..]);
@@ -161,6 +171,22 @@ fn batches_iterates_and_stops_at_a_partial_tail() {
 }
 
 #[test]
+fn garbage_whose_length_field_runs_past_the_buffer_is_truncation_not_size() {
+    let garbage = b"not a batch at all";
+    let first = Batches::new(garbage, 100).next().expect("one item");
+    assert!(
+        matches!(first, Err(RecordsError::Truncated { .. })),
+        "{first:?}"
+    );
+    let big = one_batch(&["a much longer value than the limit allows"]);
+    let first = Batches::new(&big, 70).next().expect("one item");
+    assert!(
+        matches!(first, Err(RecordsError::TooLarge { .. })),
+        "{first:?}"
+    );
+}
+
+#[test]
 fn decode_handles_null_keys_empty_values_and_headers() {
     let mut builder = RecordBatchBuilder::default();
     builder.append(5, None, Some(b""), &[]);
@@ -169,8 +195,14 @@ fn decode_handles_null_keys_empty_values_and_headers() {
         Some(b"key"),
         None,
         &[
-            HeaderRef { key: "h1", value: Some(b"v1") },
-            HeaderRef { key: "h2", value: None },
+            HeaderRef {
+                key: "h1",
+                value: Some(b"v1"),
+            },
+            HeaderRef {
+                key: "h2",
+                value: None,
+            },
         ],
     );
     let mut batch = builder.finish().to_vec();
@@ -211,7 +243,10 @@ fn compressed_batches_go_through_the_callers_codec() {
     })
     .expect("decodes");
     let values: Vec<_> = records.iter().map(|r| r.value.clone()).collect();
-    assert_eq!(values, vec![Some(Bytes::from("one")), Some(Bytes::from("two"))]);
+    assert_eq!(
+        values,
+        vec![Some(Bytes::from("one")), Some(Bytes::from("two"))]
+    );
     assert!(matches!(
         decode_batch(&batch, no_codec),
         Err(RecordsError::Decompression(_))
@@ -232,15 +267,24 @@ fn record_size_predicts_growth() {
     assert_eq!(builder.size_in_bytes(), HEADER_LEN);
     for i in 0..100i64 {
         let value = vec![b'x'; (i * 7) as usize];
-        let headers = [HeaderRef { key: "k", value: Some(b"v") }];
-        let predicted = builder.record_size(1_000 + i * 1_000, Some(b"key"), Some(&value), &headers);
+        let headers = [HeaderRef {
+            key: "k",
+            value: Some(b"v"),
+        }];
+        let predicted =
+            builder.record_size(1_000 + i * 1_000, Some(b"key"), Some(&value), &headers);
         let before = builder.size_in_bytes();
         builder.append(1_000 + i * 1_000, Some(b"key"), Some(&value), &headers);
         assert_eq!(builder.size_in_bytes() - before, predicted);
     }
 }
 
-type Rec = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+type Rec = (
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(String, Option<Vec<u8>>)>,
+);
 
 fn arb_record() -> impl Strategy<Value = Rec> {
     (
@@ -248,7 +292,10 @@ fn arb_record() -> impl Strategy<Value = Rec> {
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
         proptest::collection::vec(
-            ("[a-z]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..10))),
+            (
+                "[a-z]{0,8}",
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..10)),
+            ),
             0..3,
         ),
     )
