@@ -1,10 +1,8 @@
 //! The admin client against the fake cluster, through brokers and through
 //! the coordinator: the same calls must give the same answers.
 
-mod common;
-
 use client::{Admin, AdminConfig, BrokerStatus, ClientError, ErrorCode, NewTopic};
-use common::FakeCluster;
+use fake_cluster::FakeCluster;
 
 /// Both ways of reaching the cluster.
 fn admins(cluster: &FakeCluster) -> Vec<(&'static str, Admin)> {
@@ -194,7 +192,7 @@ async fn describe_cluster_lists_brokers_and_their_state() {
 async fn unreachable_servers_are_skipped_and_reported_when_none_answers() {
     let cluster = FakeCluster::start(2).await;
     cluster.set_broker_down(1, true);
-    let dead = common::dead_address().await;
+    let dead = fake_cluster::dead_address().await;
     let servers = format!(
         "{dead},{},{}",
         cluster.broker_address(1),

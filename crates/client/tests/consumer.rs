@@ -1,14 +1,12 @@
 //! The consumer against the in-process fake cluster.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client::{
     ClientError, Compression, Consumer, ConsumerConfig, ConsumerRecord, ErrorCode, TopicPartition,
 };
-use common::{FakeCluster, batch_of};
+use fake_cluster::{FakeCluster, batch_of};
 
 fn config(cluster: &FakeCluster, reset: &str) -> ConsumerConfig {
     let mut config = ConsumerConfig::new(&cluster.bootstrap()).unwrap();
@@ -53,8 +51,8 @@ fn values(records: &[ConsumerRecord]) -> Vec<(i64, String)> {
 async fn poll_reads_from_the_beginning_with_earliest() {
     let cluster = FakeCluster::start(1).await;
     cluster.create_topic("t", &[1]);
-    cluster.append("t", 0, batch_of(&["a", "b"]));
-    cluster.append("t", 0, batch_of(&["c"]));
+    cluster.append("t", 0, &batch_of(&["a", "b"]));
+    cluster.append("t", 0, &batch_of(&["c"]));
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     consumer.assign([tp("t", 0)]);
     let records = poll_n(&mut consumer, 3).await;
@@ -73,7 +71,7 @@ async fn poll_reads_from_the_beginning_with_earliest() {
 async fn latest_skips_what_is_there_and_sees_what_comes() {
     let cluster = FakeCluster::start(1).await;
     cluster.create_topic("t", &[1]);
-    cluster.append("t", 0, batch_of(&["old"]));
+    cluster.append("t", 0, &batch_of(&["old"]));
     let mut consumer = Consumer::new(config(&cluster, "latest")).unwrap();
     consumer.assign([tp("t", 0)]);
     assert_eq!(consumer.position(&tp("t", 0)).await.unwrap(), 1);
@@ -84,7 +82,7 @@ async fn latest_skips_what_is_there_and_sees_what_comes() {
             .unwrap()
             .is_empty()
     );
-    cluster.append("t", 0, batch_of(&["new"]));
+    cluster.append("t", 0, &batch_of(&["new"]));
     let records = poll_n(&mut consumer, 1).await;
     assert_eq!(values(&records), vec![(1, "new".into())]);
 }
@@ -93,7 +91,7 @@ async fn latest_skips_what_is_there_and_sees_what_comes() {
 async fn seek_moves_the_position() {
     let cluster = FakeCluster::start(1).await;
     cluster.create_topic("t", &[1]);
-    cluster.append("t", 0, batch_of(&["0", "1", "2", "3", "4", "5"]));
+    cluster.append("t", 0, &batch_of(&["0", "1", "2", "3", "4", "5"]));
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     let p0 = tp("t", 0);
     consumer.assign([p0.clone()]);
@@ -120,7 +118,7 @@ async fn max_poll_records_bounds_each_poll() {
     cluster.create_topic("t", &[1]);
     let values: Vec<String> = (0..25).map(|i| i.to_string()).collect();
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-    cluster.append("t", 0, batch_of(&refs));
+    cluster.append("t", 0, &batch_of(&refs));
     let mut config = config(&cluster, "earliest");
     config.set("max.poll.records", "10").unwrap();
     let mut consumer = Consumer::new(config).unwrap();
@@ -149,7 +147,7 @@ async fn a_long_poll_returns_as_soon_as_a_record_arrives() {
         while cluster.state().stats.fetch_requests.is_empty() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        cluster.append("t", 0, batch_of(&["ping"]));
+        cluster.append("t", 0, &batch_of(&["ping"]));
     });
     assert_eq!(values(&records.unwrap()), vec![(0, "ping".into())]);
     assert!(
@@ -163,7 +161,7 @@ async fn a_long_poll_returns_as_soon_as_a_record_arrives() {
 async fn the_next_fetch_is_sent_while_the_application_works() {
     let cluster = FakeCluster::start(1).await;
     cluster.create_topic("t", &[1]);
-    cluster.append("t", 0, batch_of(&["a"]));
+    cluster.append("t", 0, &batch_of(&["a"]));
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     consumer.assign([tp("t", 0)]);
     assert_eq!(poll_n(&mut consumer, 1).await.len(), 1);
@@ -177,7 +175,7 @@ async fn the_next_fetch_is_sent_while_the_application_works() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    cluster.append("t", 0, batch_of(&["b"]));
+    cluster.append("t", 0, &batch_of(&["b"]));
     let records = consumer.poll(Duration::from_millis(50)).await.unwrap();
     assert_eq!(values(&records), vec![(1, "b".into())]);
 }
@@ -187,7 +185,7 @@ async fn partitions_on_several_brokers_are_all_read() {
     let cluster = FakeCluster::start(2).await;
     cluster.create_topic("t", &[1, 2, 1]);
     for partition in 0..3 {
-        cluster.append("t", partition, batch_of(&[&format!("p{partition}")]));
+        cluster.append("t", partition, &batch_of(&[&format!("p{partition}")]));
     }
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     let partitions = consumer.partitions_for("t").await.unwrap();
@@ -213,7 +211,7 @@ async fn partitions_on_several_brokers_are_all_read() {
 async fn a_leader_move_is_followed_with_the_new_epoch() {
     let cluster = FakeCluster::start(2).await;
     cluster.create_topic("t", &[1]);
-    cluster.append("t", 0, batch_of(&["before"]));
+    cluster.append("t", 0, &batch_of(&["before"]));
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     consumer.assign([tp("t", 0)]);
     assert_eq!(
@@ -221,7 +219,7 @@ async fn a_leader_move_is_followed_with_the_new_epoch() {
         vec![(0, "before".into())]
     );
     cluster.move_leader("t", 0, 2);
-    cluster.append("t", 0, batch_of(&["after"]));
+    cluster.append("t", 0, &batch_of(&["after"]));
     assert_eq!(
         values(&poll_n(&mut consumer, 1).await),
         vec![(1, "after".into())]
@@ -238,7 +236,7 @@ async fn a_leader_move_is_followed_with_the_new_epoch() {
 async fn fenced_leader_epoch_refreshes_metadata_and_goes_on() {
     let cluster = FakeCluster::start(1).await;
     cluster.create_topic("t", &[1]);
-    cluster.append("t", 0, batch_of(&["x"]));
+    cluster.append("t", 0, &batch_of(&["x"]));
     cluster.inject_fetch_error("t", 0, ErrorCode::FencedLeaderEpoch, 2);
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     consumer.assign([tp("t", 0)]);
@@ -256,14 +254,14 @@ async fn fenced_leader_epoch_refreshes_metadata_and_goes_on() {
 async fn offset_out_of_range_resets_per_auto_offset_reset() {
     let cluster = FakeCluster::start(1).await;
     cluster.create_topic("t", &[1]);
-    cluster.append("t", 0, batch_of(&["0", "1", "2"]));
+    cluster.append("t", 0, &batch_of(&["0", "1", "2"]));
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     consumer.assign([tp("t", 0)]);
     consumer.seek(&tp("t", 0), 100).unwrap();
     assert_eq!(poll_n(&mut consumer, 3).await[0].offset, 0);
 
     // Retention removed offsets 0-1 while a consumer was at 0: it resets.
-    cluster.append("t", 0, batch_of(&["3"]));
+    cluster.append("t", 0, &batch_of(&["3"]));
     cluster.truncate_start("t", 0, 3);
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     consumer.assign([tp("t", 0)]);
@@ -329,7 +327,7 @@ async fn compressed_batches_with_keys_and_headers_are_decoded() {
                 client::codec::compress(codec, input, out)
             })
             .unwrap();
-        cluster.append("t", 0, batch);
+        cluster.append("t", 0, &batch);
     }
     let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     consumer.assign([tp("t", 0)]);
@@ -345,7 +343,7 @@ async fn compressed_batches_with_keys_and_headers_are_decoded() {
 async fn a_corrupt_batch_is_reported_with_check_crcs() {
     let cluster = FakeCluster::start(1).await;
     cluster.create_topic("t", &[1]);
-    cluster.append("t", 0, batch_of(&["value"]));
+    cluster.append("t", 0, &batch_of(&["value"]));
     {
         let mut state = cluster.state();
         let (_, _, batch) = &mut state.topics.get_mut("t").unwrap().partitions[0].batches[0];
@@ -385,9 +383,9 @@ async fn a_corrupt_batch_is_reported_with_check_crcs() {
 async fn beginning_end_and_time_offsets_are_listed() {
     let cluster = FakeCluster::start(2).await;
     cluster.create_topic("t", &[1, 2]);
-    cluster.append("t", 0, batch_of(&["a", "b", "c", "d"]));
+    cluster.append("t", 0, &batch_of(&["a", "b", "c", "d"]));
     cluster.truncate_start("t", 0, 0);
-    cluster.append("t", 1, batch_of(&["x"]));
+    cluster.append("t", 1, &batch_of(&["x"]));
     let consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
     let partitions = [tp("t", 0), tp("t", 1)];
     let beginning = consumer.beginning_offsets(&partitions).await.unwrap();

@@ -1,12 +1,10 @@
 //! The producer against the in-process fake cluster.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client::{ClientError, Compression, ErrorCode, Producer, ProducerConfig, ProducerRecord};
-use common::FakeCluster;
+use fake_cluster::FakeCluster;
 
 fn config(cluster: &FakeCluster) -> ProducerConfig {
     let mut config = ProducerConfig::new(&cluster.bootstrap()).unwrap();
@@ -387,7 +385,7 @@ async fn answers_slower_than_request_timeout_are_retried() {
 async fn dead_bootstrap_entries_are_skipped() {
     let cluster = FakeCluster::start(1).await;
     cluster.create_topic("t", &[1]);
-    let dead = common::dead_address().await;
+    let dead = fake_cluster::dead_address().await;
     let mut config = config(&cluster);
     config
         .set(
@@ -407,7 +405,7 @@ async fn dead_bootstrap_entries_are_skipped() {
 
 #[tokio::test]
 async fn no_reachable_broker_times_out_in_max_block_ms_naming_the_cause() {
-    let dead = common::dead_address().await;
+    let dead = fake_cluster::dead_address().await;
     let mut config = ProducerConfig::new(&dead).unwrap();
     config.set("max.block.ms", "500").unwrap();
     let producer = Producer::new(config).unwrap();

@@ -1,4 +1,4 @@
-//! An in-memory fake cluster for the client's tests: brokers serving
+//! An in-memory fake cluster for the client's and the tools' tests: brokers serving
 //! `broker.v1.Broker` and a coordinator serving `coordinator.v1.Coordinator`,
 //! each a real tonic server on 127.0.0.1:0, sharing one state.
 //!
@@ -7,8 +7,6 @@
 //! and lets a test inject what a real cluster does under stress: errors on
 //! the next produce or fetch of a partition, a leader move, slow answers,
 //! a broker that is down, a small `message.max.bytes`.
-
-#![allow(dead_code, unreachable_pub, clippy::needless_pass_by_value)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -293,11 +291,11 @@ impl FakeCluster {
     }
 
     /// Appends a batch as a producer would have (for consumer tests).
-    pub fn append(&self, topic: &str, partition: i32, batch: Bytes) -> i64 {
+    pub fn append(&self, topic: &str, partition: i32, batch: &[u8]) -> i64 {
         let base = {
             let mut state = self.state();
             let p = &mut state.topics.get_mut(topic).unwrap().partitions[partition as usize];
-            append_batch(p, &batch).unwrap()
+            append_batch(p, batch).unwrap()
         };
         self.shared.appended.notify_waiters();
         base
