@@ -324,12 +324,12 @@ impl Consumer {
             .list_offsets_until(&lookups, deadline, timeout_ms)
             .await?;
         for (tp, (offset, _)) in found {
-            if let Some(state) = self.partitions.get_mut(&tp) {
-                if matches!(state.position, Position::Reset(_)) {
-                    tracing::debug!("resetting the position of {tp} to offset {offset}");
-                    state.position = Position::Known(offset);
-                    state.generation += 1;
-                }
+            if let Some(state) = self.partitions.get_mut(&tp)
+                && matches!(state.position, Position::Reset(_))
+            {
+                tracing::debug!("resetting the position of {tp} to offset {offset}");
+                state.position = Position::Known(offset);
+                state.generation += 1;
             }
         }
         Ok(())
@@ -601,21 +601,19 @@ impl Consumer {
                     }
                     let progressed = fetch.read > 0;
                     let fetch = self.buffered.pop_front();
-                    if !progressed {
-                        if let Some(fetch) = fetch {
-                            // Data came back but not one whole batch of it:
-                            // fetching again would loop forever.
-                            return Err(ClientError::CorruptRecord {
-                                topic: fetch.topic_partition.topic,
-                                partition: fetch.topic_partition.partition,
-                                offset: position,
-                                reason: format!(
-                                    "the fetch answer of {} bytes holds no complete record batch; is max.partition.fetch.bytes ({}) too small?",
-                                    fetch.batches.len(),
-                                    self.config.max_partition_fetch_bytes
-                                ),
-                            });
-                        }
+                    if !progressed && let Some(fetch) = fetch {
+                        // Data came back but not one whole batch of it:
+                        // fetching again would loop forever.
+                        return Err(ClientError::CorruptRecord {
+                            topic: fetch.topic_partition.topic,
+                            partition: fetch.topic_partition.partition,
+                            offset: position,
+                            reason: format!(
+                                "the fetch answer of {} bytes holds no complete record batch; is max.partition.fetch.bytes ({}) too small?",
+                                fetch.batches.len(),
+                                self.config.max_partition_fetch_bytes
+                            ),
+                        });
                     }
                 }
                 Err(reason) => {

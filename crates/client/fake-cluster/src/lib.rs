@@ -433,7 +433,7 @@ impl State {
                 } else {
                     BrokerState::Fenced
                 } as i32,
-                incarnation_id: String::new(),
+                ..Default::default()
             })
             .collect()
     }

@@ -273,11 +273,11 @@ impl Accumulator {
             })
         });
         if !fits {
-            if let Some(last) = self.partitions[i].batches.back_mut() {
-                if last.builder.is_some() {
-                    // Closed by this record: it no longer waits for linger.
-                    appended.batch_full = true;
-                }
+            if let Some(last) = self.partitions[i].batches.back_mut()
+                && last.builder.is_some()
+            {
+                // Closed by this record: it no longer waits for linger.
+                appended.batch_full = true;
             }
             let batch = self.new_batch(i, now);
             self.partitions[i].batches.push_back(batch);

@@ -265,12 +265,12 @@ impl Producer {
                     .await?
             }
         };
-        if let Some(partition) = record.partition {
-            if !(0..partition_count).contains(&partition) {
-                return Err(ClientError::invalid_argument(format!(
-                    "Invalid partition given with record: {partition} is not in the range [0...{partition_count})."
-                )));
-            }
+        if let Some(partition) = record.partition
+            && !(0..partition_count).contains(&partition)
+        {
+            return Err(ClientError::invalid_argument(format!(
+                "Invalid partition given with record: {partition} is not in the range [0...{partition_count})."
+            )));
         }
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let size = estimated_size(&record);
