@@ -551,11 +551,12 @@ async fn producer_config_files_are_read_with_the_properties_parser() {
     )
     .await;
     assert!(produced.status.success(), "{}", stderr(&produced));
-    let state = cluster.state();
-    let (_, _, batch) = &state.topics["t"].partitions[0].batches[0];
-    let header = records::validate_batch(batch, usize::MAX).unwrap();
-    assert_eq!(header.compression(), Some(client::Compression::Lz4));
-    drop(state);
+    {
+        let state = cluster.state();
+        let (_, _, batch) = &state.topics["t"].partitions[0].batches[0];
+        let header = records::validate_batch(batch, usize::MAX).unwrap();
+        assert_eq!(header.compression(), Some(client::Compression::Lz4));
+    }
 
     std::fs::write(&path, "acks=2\n").unwrap();
     let refused = run(
