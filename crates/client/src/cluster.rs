@@ -25,6 +25,9 @@ use crate::error::ClientError;
 const STREAM_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 32 * 1024 * 1024;
 
+/// The longest pause between failed metadata refreshes.
+const MAX_REFRESH_BACKOFF: Duration = Duration::from_secs(1);
+
 /// A topic and one of its partitions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -448,6 +451,7 @@ async fn refresh_loop(shared: Arc<MetadataShared>) {
     let backoff = config.retry_backoff();
     let mut generation = 0u64;
     let mut last_success: Option<Instant> = None;
+    let mut failures_in_a_row = 0u32;
     loop {
         // The first refresh runs at once; after that, on request or age.
         if let Some(at) = last_success {
@@ -483,16 +487,33 @@ async fn refresh_loop(shared: Arc<MetadataShared>) {
                         generation, response,
                     )));
                 last_success = Some(Instant::now());
+                if failures_in_a_row > 0 {
+                    tracing::info!(
+                        "metadata refreshed again after {failures_in_a_row} failed attempts"
+                    );
+                }
+                failures_in_a_row = 0;
             }
             Err(err) => {
-                tracing::warn!("metadata refresh failed: {err}");
+                // One warning per outage, not one per attempt.
+                if failures_in_a_row == 0 {
+                    tracing::warn!("metadata refresh failed, retrying: {err}");
+                } else {
+                    tracing::debug!("metadata refresh failed again: {err}");
+                }
+                failures_in_a_row = failures_in_a_row.saturating_add(1);
                 *lock(&shared.last_error) = Some(err);
                 // Keep the request pending: retry after the backoff.
                 shared.update_requested.notify_one();
             }
         }
-        // At most one refresh per retry.backoff.ms, as Kafka's clients do.
-        tokio::time::sleep(backoff).await;
+        // At most one refresh per retry.backoff.ms, as Kafka's clients do;
+        // while no server answers, back off exponentially up to
+        // MAX_REFRESH_BACKOFF (Kafka's reconnect.backoff.max.ms).
+        let pause = backoff
+            .saturating_mul(1 << failures_in_a_row.saturating_sub(1).min(10))
+            .min(MAX_REFRESH_BACKOFF.max(backoff));
+        tokio::time::sleep(pause).await;
     }
 }
 
