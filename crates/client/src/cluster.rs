@@ -376,9 +376,11 @@ impl Metadata {
         let node = snapshot
             .brokers
             .get(&broker_id)
+            // Retriable: the broker left the metadata since the caller chose
+            // it as a leader; a refresh names the new one.
             .ok_or_else(|| ClientError::Kafka {
-                code: ErrorCode::BrokerNotAvailable,
-                message: format!("broker {broker_id} is not in the cluster metadata"),
+                code: ErrorCode::LeaderNotAvailable,
+                message: format!("broker {broker_id} is no longer in the cluster metadata"),
             })?;
         let address = node.address();
         let client = self.shared.connections.broker(&address)?;

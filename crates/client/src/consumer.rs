@@ -274,7 +274,13 @@ impl Consumer {
             while let Ok(outcome) = self.outcomes.try_recv() {
                 self.handle_outcome(outcome)?;
             }
-            self.reset_positions(deadline).await?;
+            match self.reset_positions(deadline).await {
+                // Not found in time: the next poll looks again, as Kafka's does.
+                Err(error) if error.is_retriable() => {
+                    tracing::debug!("offset lookup did not complete: {error}");
+                }
+                result => result?,
+            }
             let records = self.take_buffered(self.config.max_poll_records)?;
             let next_retry = self.send_fetches();
             if !records.is_empty() {

@@ -402,3 +402,18 @@ async fn beginning_end_and_time_offsets_are_listed() {
     let err = consumer.end_offsets(&[tp("t", 9)]).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownTopicOrPartition));
 }
+
+#[tokio::test]
+async fn a_zero_timeout_poll_before_the_position_is_known_is_empty_not_an_error() {
+    let cluster = FakeCluster::start(1).await;
+    cluster.create_topic("t", &[1]);
+    cluster.append("t", 0, &batch_of(&["a"]));
+    let mut consumer = Consumer::new(config(&cluster, "earliest")).unwrap();
+    consumer.assign([tp("t", 0)]);
+    // No metadata yet: nothing can be looked up in no time.
+    assert!(consumer.poll(Duration::ZERO).await.unwrap().is_empty());
+    assert_eq!(
+        values(&poll_n(&mut consumer, 1).await),
+        vec![(0, "a".into())]
+    );
+}
