@@ -500,3 +500,108 @@ fn console_tools_ride_through_a_leader_failover() -> Result<()> {
     assert_ne!(leader_of(&cluster)?, leader);
     Ok(())
 }
+
+#[test]
+fn alter_config_takes_effect_on_the_broker_at_once() -> Result<()> {
+    let cluster = Cluster::start(1)?;
+    let zk = cluster.zookeeper_connect();
+    let broker_list = cluster.bootstrap_servers();
+    ok(cluster.tool(
+        "kafka-topics",
+        &[
+            "--create",
+            "--zookeeper",
+            &zk,
+            "--replication-factor",
+            "1",
+            "--partitions",
+            "1",
+            "--topic",
+            "tunable",
+        ],
+    )?)?;
+    let produce = |line: &str| {
+        cluster.tool_with_stdin(
+            "kafka-console-producer",
+            &[
+                "--broker-list",
+                &broker_list,
+                "--topic",
+                "tunable",
+                "--request-required-acks",
+                "all",
+                "--message-send-max-retries",
+                "0",
+            ],
+            line,
+        )
+    };
+    ok(produce("before\n")?)?;
+
+    let altered = ok(cluster.tool(
+        "kafka-topics",
+        &[
+            "--alter",
+            "--zookeeper",
+            &zk,
+            "--topic",
+            "tunable",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    )?)?;
+    assert_eq!(altered.stdout, "Updated config for topic \"tunable\".\n");
+    let described = ok(cluster.tool(
+        "kafka-topics",
+        &["--describe", "--zookeeper", &zk, "--topic", "tunable"],
+    )?)?;
+    assert!(
+        described.stdout.contains("Configs:min.insync.replicas=2"),
+        "{}",
+        described.stdout
+    );
+    // One replica can no longer satisfy acks=all.
+    wait_until(
+        "the broker applies min.insync.replicas=2",
+        Duration::from_secs(10),
+        || produce("refused\n").is_ok_and(|o| o.stderr.contains("NOT_ENOUGH_REPLICAS")),
+    )?;
+
+    ok(cluster.tool(
+        "kafka-topics",
+        &[
+            "--alter",
+            "--zookeeper",
+            &zk,
+            "--topic",
+            "tunable",
+            "--delete-config",
+            "min.insync.replicas",
+        ],
+    )?)?;
+    wait_until(
+        "the broker is back to the default",
+        Duration::from_secs(10),
+        || produce("after\n").is_ok_and(|o| o.success()),
+    )?;
+
+    let refused = cluster.tool(
+        "kafka-topics",
+        &[
+            "--alter",
+            "--zookeeper",
+            &zk,
+            "--topic",
+            "tunable",
+            "--config",
+            "retention.ms=soon",
+        ],
+    )?;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        refused.stderr.contains("retention.ms"),
+        "{}",
+        refused.stderr
+    );
+    Ok(())
+}

@@ -17,9 +17,10 @@ use protocol::broker::{
     TopicMetadata,
 };
 use protocol::coordinator::{
-    CreatableTopic, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeTopicsRequest,
-    DescribeTopicsResponse, ListTopicsRequest, ListTopicsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, CreatableTopic, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeTopicsRequest, DescribeTopicsResponse, ListTopicsRequest,
+    ListTopicsResponse,
 };
 use protocol::image::MetadataImage;
 use storage::TopicPartition;
@@ -341,6 +342,17 @@ impl Broker for BrokerService {
         let mut client = self.core.link().client();
         client
             .create_partitions(request.into_inner())
+            .await
+            .map_err(coordinator_unavailable)
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<AlterConfigsRequest>,
+    ) -> Result<Response<AlterConfigsResponse>, Status> {
+        let mut client = self.core.link().client();
+        client
+            .alter_configs(request.into_inner())
             .await
             .map_err(coordinator_unavailable)
     }

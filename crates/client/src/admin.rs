@@ -14,9 +14,10 @@ use bytes::Bytes;
 use protocol::broker::MetadataRequest;
 use protocol::coordinator::coordinator_client::CoordinatorClient;
 use protocol::coordinator::{
-    BrokerInfo, BrokerState, CreatableTopic, CreatePartitionsRequest, CreatePartitionsTopic,
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeTopicsRequest,
-    ListTopicsRequest, ReplicaAssignment, TopicResult,
+    AlterConfigsRequest, AlterableTopicConfigs, BrokerInfo, BrokerState, CreatableTopic,
+    CreatePartitionsRequest, CreatePartitionsTopic, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeTopicsRequest, ListTopicsRequest, ReplicaAssignment,
+    TopicResult,
 };
 use tonic::transport::Channel;
 
@@ -394,6 +395,57 @@ impl Admin {
             .await?
         };
         let names: Vec<String> = new_counts.iter().map(|(name, _)| name.clone()).collect();
+        Ok(per_topic_results(&names, &response.topics))
+    }
+
+    /// Sets and removes topic-level configs: for each topic, the configs to
+    /// set and the names to remove (the topic then follows the broker's
+    /// default). Keys not named keep their values.
+    ///
+    /// ```no_run
+    /// # async fn example(admin: &client::Admin) -> Result<(), client::ClientError> {
+    /// use std::collections::BTreeMap;
+    /// let set = BTreeMap::from([("retention.ms".to_string(), "86400000".to_string())]);
+    /// let results = admin
+    ///     .alter_topic_configs(&[("events".to_string(), set, vec!["segment.bytes".to_string()])], false)
+    ///     .await?;
+    /// for (topic, result) in results {
+    ///     result?;
+    ///     println!("altered {topic}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn alter_topic_configs(
+        &self,
+        changes: &[(String, BTreeMap<String, String>, Vec<String>)],
+        validate_only: bool,
+    ) -> Result<Vec<(String, Result<(), ClientError>)>, ClientError> {
+        let request = AlterConfigsRequest {
+            topics: changes
+                .iter()
+                .map(|(name, set, delete)| AlterableTopicConfigs {
+                    name: name.clone(),
+                    set: set.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    delete: delete.clone(),
+                })
+                .collect(),
+            validate_only,
+        };
+        let response = if self.to_coordinator() {
+            self.call(|channel| {
+                let request = request.clone();
+                async move { coordinator_client(channel).alter_configs(request).await }
+            })
+            .await?
+        } else {
+            self.call(|channel| {
+                let request = request.clone();
+                async move { broker_client(channel).alter_configs(request).await }
+            })
+            .await?
+        };
+        let names: Vec<String> = changes.iter().map(|(name, _, _)| name.clone()).collect();
         Ok(per_topic_results(&names, &response.topics))
     }
 

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::Stream;
 use protocol::coordinator::coordinator_server::Coordinator;
 use protocol::coordinator::{
-    AlterPartitionRequest, AlterPartitionResponse, ControlledShutdownRequest,
-    ControlledShutdownResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse,
-    HeartbeatRequest, HeartbeatResponse, ListTopicsRequest, ListTopicsResponse, MetadataUpdate,
-    RegisterBrokerRequest, RegisterBrokerResponse, WatchMetadataRequest,
+    AlterConfigsRequest, AlterConfigsResponse, AlterPartitionRequest, AlterPartitionResponse,
+    ControlledShutdownRequest, ControlledShutdownResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicsRequest,
+    DescribeTopicsResponse, HeartbeatRequest, HeartbeatResponse, ListTopicsRequest,
+    ListTopicsResponse, MetadataUpdate, RegisterBrokerRequest, RegisterBrokerResponse,
+    WatchMetadataRequest,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -140,6 +141,19 @@ impl Coordinator for CoordinatorService {
         let answer = self
             .writer
             .call(|reply| Command::CreatePartitions(request, reply))
+            .await
+            .map_err(unavailable)?;
+        answer.map(Response::new).map_err(invalid)
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<AlterConfigsRequest>,
+    ) -> Result<Response<AlterConfigsResponse>, Status> {
+        let request = request.into_inner();
+        let answer = self
+            .writer
+            .call(|reply| Command::AlterConfigs(request, reply))
             .await
             .map_err(unavailable)?;
         answer.map(Response::new).map_err(invalid)

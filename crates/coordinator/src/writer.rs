@@ -18,11 +18,11 @@ use std::time::Duration;
 
 use protocol::ErrorCode;
 use protocol::coordinator::{
-    AlterPartitionRequest, AlterPartitionResponse, BrokerState, ControlledShutdownRequest,
-    ControlledShutdownResponse, CreatePartitionsRequest, CreatePartitionsResponse,
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse, HeartbeatRequest,
-    HeartbeatResponse, ListTopicsResponse, MetadataUpdate, RegisterBrokerRequest,
+    AlterConfigsRequest, AlterConfigsResponse, AlterPartitionRequest, AlterPartitionResponse,
+    BrokerState, ControlledShutdownRequest, ControlledShutdownResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse,
+    HeartbeatRequest, HeartbeatResponse, ListTopicsResponse, MetadataUpdate, RegisterBrokerRequest,
     RegisterBrokerResponse,
 };
 use protocol::image::MetadataImage;
@@ -79,6 +79,10 @@ pub(crate) enum Command {
     CreatePartitions(
         CreatePartitionsRequest,
         Reply<Result<CreatePartitionsResponse, Malformed>>,
+    ),
+    AlterConfigs(
+        AlterConfigsRequest,
+        Reply<Result<AlterConfigsResponse, Malformed>>,
     ),
     AlterPartition(AlterPartitionRequest, Reply<AlterPartitionResponse>),
     ListTopics(Reply<ListTopicsResponse>),
@@ -551,6 +555,18 @@ impl Decider<'_> {
             Command::CreatePartitions(request, reply) => {
                 let answer = topics::create_partitions(changes, &request, self.rng)
                     .map(|topics| CreatePartitionsResponse { topics });
+                reply_later(replies, reply, answer);
+            }
+            Command::AlterConfigs(request, reply) => {
+                let answer =
+                    topics::alter_configs(changes, &request, &self.validate_config).map(|topics| {
+                        if !request.validate_only {
+                            for t in topics.iter().filter(|t| t.error_code == 0) {
+                                info!("Altered the configs of topic {}", t.name);
+                            }
+                        }
+                        AlterConfigsResponse { topics }
+                    });
                 reply_later(replies, reply, answer);
             }
             Command::AlterPartition(request, reply) => {

@@ -37,7 +37,7 @@ pub struct TopicsArgs {
     /// Delete a topic.
     #[arg(long)]
     pub delete: bool,
-    /// Alter the number of partitions of a topic.
+    /// Alter the number of partitions or the configs of a topic.
     #[arg(long)]
     pub alter: bool,
     /// The Kafka server to connect to (host:port, comma-separated list).
@@ -62,9 +62,13 @@ pub struct TopicsArgs {
         value_name = "broker_id_for_part1_replica1:broker_id_for_part1_replica2,..."
     )]
     pub replica_assignment: Option<String>,
-    /// A topic configuration override, `name=value`; may be repeated.
+    /// A topic configuration override, `name=value`; may be repeated (with
+    /// --create or --alter).
     #[arg(long = "config", value_name = "name=value")]
     pub configs: Vec<String>,
+    /// With --alter: a topic config override to remove; may be repeated.
+    #[arg(long = "delete-config", alias = "deleteConfig", value_name = "name")]
+    pub delete_configs: Vec<String>,
     /// Properties for the admin client (request.timeout.ms, ...).
     #[arg(long, value_name = "command config property file")]
     pub command_config: Option<PathBuf>,
@@ -89,7 +93,11 @@ enum Action {
     List,
     Describe,
     Delete,
-    Alter { partitions: i32 },
+    Alter {
+        partitions: Option<i32>,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    },
 }
 
 impl TopicsArgs {
@@ -138,12 +146,15 @@ impl TopicsArgs {
                 "Options \"[under-replicated-partitions]\" and \"[unavailable-partitions]\" can only be used with option \"[describe]\"",
             ));
         }
-        if !self.configs.is_empty() && !self.create {
-            return Err(Failure::usage(if self.alter {
-                "Altering topic configs with --alter --config is not supported yet: the cluster has no AlterConfigs call"
-            } else {
-                "Option \"[config]\" can only be used with option \"[create]\""
-            }));
+        if !(self.configs.is_empty() || self.create || self.alter) {
+            return Err(Failure::usage(
+                "Option \"[config]\" can only be used with options \"[create]\" or \"[alter]\"",
+            ));
+        }
+        if !self.delete_configs.is_empty() && !self.alter {
+            return Err(Failure::usage(
+                "Option \"[delete-config]\" can only be used with option \"[alter]\"",
+            ));
         }
         if let Some(partitions) = self.partitions {
             if !(self.create || self.alter) {
@@ -177,22 +188,42 @@ impl TopicsArgs {
             return Ok(Action::Delete);
         }
         if self.alter {
-            let Some(partitions) = self.partitions else {
-                return Err(Failure::usage("Missing required argument \"[partitions]\""));
-            };
-            return Ok(Action::Alter { partitions });
+            if self.partitions.is_none()
+                && self.configs.is_empty()
+                && self.delete_configs.is_empty()
+            {
+                return Err(Failure::usage(
+                    "Missing required argument \"[partitions]\", \"[config]\" or \"[delete-config]\"",
+                ));
+            }
+            for key in &self.delete_configs {
+                if !config::topic_config_names().any(|known| known == key) {
+                    return Err(Failure::usage(format!("Unknown topic config name: {key}")));
+                }
+            }
+            return Ok(Action::Alter {
+                partitions: self.partitions,
+                set: self.topic_configs()?,
+                delete: self.delete_configs.clone(),
+            });
         }
         self.new_topic().map(Action::Create)
     }
 
-    fn new_topic(&self) -> Result<NewTopic, Failure> {
-        let name = self.topic.clone().unwrap_or_default();
+    /// The `--config` overrides, each checked as Kafka checks topic configs.
+    fn topic_configs(&self) -> Result<BTreeMap<String, String>, Failure> {
         let mut configs = BTreeMap::new();
         for (key, value) in parse_key_values(&self.configs, "topic config")? {
             config::validate_topic_config(&key, &value)
                 .map_err(|err| Failure::usage(err.to_string()))?;
             configs.insert(key, value);
         }
+        Ok(configs)
+    }
+
+    fn new_topic(&self) -> Result<NewTopic, Failure> {
+        let name = self.topic.clone().unwrap_or_default();
+        let configs = self.topic_configs()?;
         if let Some(assignment) = &self.replica_assignment {
             if self.partitions.is_some() || self.replication_factor.is_some() {
                 return Err(Failure::usage(
@@ -313,7 +344,11 @@ pub async fn run(args: &TopicsArgs, out: &mut impl Write) -> Result<(), Failure>
         }
         Action::Describe => describe(&admin, args, out).await,
         Action::Delete => delete(&admin, args, out).await,
-        Action::Alter { partitions } => alter(&admin, args, partitions, out).await,
+        Action::Alter {
+            partitions,
+            set,
+            delete,
+        } => alter(&admin, args, partitions, &set, &delete, out).await,
     }
 }
 
@@ -468,10 +503,33 @@ async fn delete(admin: &Admin, args: &TopicsArgs, out: &mut impl Write) -> Resul
 async fn alter(
     admin: &Admin,
     args: &TopicsArgs,
-    partitions: i32,
+    partitions: Option<i32>,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
     out: &mut impl Write,
 ) -> Result<(), Failure> {
     let names = args.topic_names();
+    if !set.is_empty() || !delete.is_empty() {
+        let changes: Vec<(String, BTreeMap<String, String>, Vec<String>)> = names
+            .iter()
+            .map(|name| (name.clone(), set.clone(), delete.to_vec()))
+            .collect();
+        for (name, result) in admin.alter_topic_configs(&changes, false).await? {
+            match result {
+                Ok(()) => writeln!(out, "Updated config for topic \"{name}\".")
+                    .context("writing output")?,
+                Err(err) if err.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
+                    if !args.if_exists {
+                        return Err(does_not_exist(&name));
+                    }
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    let Some(partitions) = partitions else {
+        return Ok(());
+    };
     let counts: Vec<(String, i32)> = names
         .iter()
         .map(|name| (name.clone(), partitions))
@@ -622,8 +680,52 @@ mod tests {
         );
         assert_eq!(
             usage(&["--alter", "--zookeeper", "h:1", "--topic", "t"]),
-            "Missing required argument \"[partitions]\""
+            "Missing required argument \"[partitions]\", \"[config]\" or \"[delete-config]\""
         );
+        assert_eq!(
+            usage(&[
+                "--alter",
+                "--zookeeper",
+                "h:1",
+                "--topic",
+                "t",
+                "--delete-config",
+                "nope"
+            ]),
+            "Unknown topic config name: nope"
+        );
+        assert_eq!(
+            usage(&[
+                "--list",
+                "--zookeeper",
+                "h:1",
+                "--delete-config",
+                "retention.ms"
+            ]),
+            "Option \"[delete-config]\" can only be used with option \"[alter]\""
+        );
+        let Ok(Action::Alter {
+            partitions,
+            set,
+            delete,
+        }) = parse(&[
+            "--alter",
+            "--zookeeper",
+            "h:1",
+            "--topic",
+            "t",
+            "--config",
+            "retention.ms=5",
+            "--deleteConfig",
+            "segment.bytes",
+        ])
+        .action()
+        else {
+            panic!("an alter of configs");
+        };
+        assert_eq!(partitions, None);
+        assert_eq!(set["retention.ms"], "5");
+        assert_eq!(delete, vec!["segment.bytes".to_string()]);
         assert_eq!(
             usage(&[
                 "--create",

@@ -26,13 +26,14 @@ use protocol::broker::{
 };
 use protocol::coordinator::coordinator_server::{Coordinator, CoordinatorServer};
 use protocol::coordinator::{
-    AlterPartitionRequest, AlterPartitionResponse, BrokerInfo, BrokerState,
-    ControlledShutdownRequest, ControlledShutdownResponse, CreatableTopicResult,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeTopicsRequest, DescribeTopicsResponse, Endpoint, HeartbeatRequest, HeartbeatResponse,
-    ListTopicsRequest, ListTopicsResponse, MetadataUpdate, PartitionState, RegisterBrokerRequest,
-    RegisterBrokerResponse, TopicDescription, TopicInfo, TopicResult, WatchMetadataRequest,
+    AlterConfigsRequest, AlterConfigsResponse, AlterPartitionRequest, AlterPartitionResponse,
+    BrokerInfo, BrokerState, ControlledShutdownRequest, ControlledShutdownResponse,
+    CreatableTopicResult, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeTopicsRequest, DescribeTopicsResponse, Endpoint,
+    HeartbeatRequest, HeartbeatResponse, ListTopicsRequest, ListTopicsResponse, MetadataUpdate,
+    PartitionState, RegisterBrokerRequest, RegisterBrokerResponse, TopicDescription, TopicInfo,
+    TopicResult, WatchMetadataRequest,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -946,6 +947,17 @@ impl Broker for FakeBroker {
         )))
     }
 
+    async fn alter_configs(
+        &self,
+        request: Request<AlterConfigsRequest>,
+    ) -> Result<Response<AlterConfigsResponse>, Status> {
+        self.check_up()?;
+        Ok(Response::new(alter_configs(
+            &self.shared,
+            request.into_inner(),
+        )))
+    }
+
     async fn list_topics(
         &self,
         _request: Request<ListTopicsRequest>,
@@ -1103,6 +1115,38 @@ fn create_partitions(
     CreatePartitionsResponse { topics }
 }
 
+/// Topic config changes, without the real coordinator's validation: the
+/// fake only needs to carry what clients asked for.
+fn alter_configs(shared: &Shared, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut state = shared.lock();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| match state.topics.get_mut(&t.name) {
+            None => TopicResult {
+                error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                error_message: format!("Topic '{}' does not exist.", t.name),
+                name: t.name,
+            },
+            Some(topic) => {
+                if !request.validate_only {
+                    for key in &t.delete {
+                        topic.configs.remove(key);
+                    }
+                    topic.configs.extend(t.set);
+                }
+                TopicResult {
+                    name: t.name,
+                    error_code: 0,
+                    error_message: String::new(),
+                }
+            }
+        })
+        .collect();
+    state.metadata_version += 1;
+    AlterConfigsResponse { topics }
+}
+
 #[derive(Debug)]
 struct FakeCoordinator {
     shared: Arc<Shared>,
@@ -1165,6 +1209,16 @@ impl Coordinator for FakeCoordinator {
         request: Request<CreatePartitionsRequest>,
     ) -> Result<Response<CreatePartitionsResponse>, Status> {
         Ok(Response::new(create_partitions(
+            &self.shared,
+            request.into_inner(),
+        )))
+    }
+
+    async fn alter_configs(
+        &self,
+        request: Request<AlterConfigsRequest>,
+    ) -> Result<Response<AlterConfigsResponse>, Status> {
+        Ok(Response::new(alter_configs(
             &self.shared,
             request.into_inner(),
         )))

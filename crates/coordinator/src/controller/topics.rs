@@ -1,5 +1,5 @@
 //! Topic administration: create (with Kafka's validation and placement),
-//! delete, and add partitions. Each topic of a request succeeds or fails on
+//! delete, add partitions, and alter topic configs. Each topic of a request succeeds or fails on
 //! its own; a refused topic changes nothing.
 
 use std::collections::HashMap;
@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use protocol::ErrorCode;
 use protocol::coordinator::{
-    CreatableTopic, CreatableTopicResult, CreatePartitionsRequest, CreatePartitionsTopic,
-    CreateTopicsRequest, PartitionState, RemoveTopic, ReplicaAssignment, TopicInfo, TopicResult,
-    metadata_record::Record,
+    AlterConfigsRequest, AlterableTopicConfigs, CreatableTopic, CreatableTopicResult,
+    CreatePartitionsRequest, CreatePartitionsTopic, CreateTopicsRequest, PartitionState,
+    RemoveTopic, ReplicaAssignment, TopicInfo, TopicResult, metadata_record::Record,
 };
 use protocol::image::MetadataImage;
 
@@ -465,6 +465,78 @@ fn topic_result(name: &str, outcome: Result<(), ApiError>) -> TopicResult {
     }
 }
 
+/// Sets and removes topic configs. Each topic's change is validated whole
+/// (every key set as at creation, every key removed a known topic config)
+/// and lands as one upsert of the topic, so brokers apply it at once.
+pub fn alter_configs(
+    changes: &mut Changes<'_>,
+    request: &AlterConfigsRequest,
+    validate_config: ConfigValidator<'_>,
+) -> Result<Vec<TopicResult>, Malformed> {
+    if request.topics.is_empty() {
+        return Err(Malformed("AlterConfigs names no topic".into()));
+    }
+    let occurrences = count_names(request.topics.iter().map(|t| t.name.as_str()));
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        let planned = if occurrences[topic.name.as_str()] > 1 {
+            Err(duplicate(&topic.name))
+        } else {
+            plan_configs(changes.image(), topic, validate_config)
+        };
+        let outcome = planned.map(|info| {
+            if !request.validate_only {
+                changes.push(info);
+            }
+        });
+        results.push(topic_result(&topic.name, outcome));
+    }
+    Ok(results)
+}
+
+fn plan_configs(
+    image: &MetadataImage,
+    request: &AlterableTopicConfigs,
+    validate_config: ConfigValidator<'_>,
+) -> Result<TopicInfo, ApiError> {
+    let name = request.name.as_str();
+    let topic = image.topics.get(name).ok_or_else(|| unknown_topic(name))?;
+    if request.set.is_empty() && request.delete.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("No config to set or delete was given for topic '{name}'."),
+        ));
+    }
+    let mut keys: Vec<&String> = request.set.keys().collect();
+    keys.sort();
+    for key in keys {
+        if request.delete.contains(key) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidConfig,
+                format!("Config {key} is both set and deleted."),
+            ));
+        }
+        validate_config(key, &request.set[key])
+            .map_err(|message| ApiError::new(ErrorCode::InvalidConfig, message))?;
+    }
+    for key in &request.delete {
+        if !config::topic_config_names().any(|known| known == key) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidConfig,
+                format!("Unknown topic config name: {key}"),
+            ));
+        }
+    }
+    let mut info = topic.info.clone();
+    for key in &request.delete {
+        info.configs.remove(key);
+    }
+    for (key, value) in &request.set {
+        info.configs.insert(key.clone(), value.clone());
+    }
+    Ok(info)
+}
+
 /// Raises topics' partition counts, placing the new partitions as Kafka
 /// does (continuing the pattern of the existing ones).
 pub fn create_partitions(
@@ -820,6 +892,84 @@ mod tests {
         );
         assert_eq!(image.partition("t", 0).unwrap().replicas, vec![2, 1]);
         check_invariants(&image);
+    }
+
+    #[test]
+    fn alter_configs_sets_and_removes_keys_and_refuses_bad_ones() {
+        let mut image = cluster(&[1]);
+        create(&mut image, vec![topic("t", 1, 1)]);
+        let partition_epoch = image.partition("t", 0).unwrap().partition_epoch;
+        let alter = |image: &mut MetadataImage, set: &[(&str, &str)], delete: &[&str]| {
+            let request = AlterConfigsRequest {
+                topics: vec![AlterableTopicConfigs {
+                    name: "t".into(),
+                    set: set
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    delete: delete.iter().map(|k| k.to_string()).collect(),
+                }],
+                validate_only: false,
+            };
+            let mut changes = Changes::new(image);
+            let result = alter_configs(&mut changes, &request, &|key, value| {
+                config::validate_topic_config(key, value).map_err(|e| e.to_string())
+            })
+            .unwrap();
+            (
+                ErrorCode::from_code(result[0].error_code),
+                result[0].error_message.clone(),
+            )
+        };
+        let configs = |image: &MetadataImage| {
+            let mut c: Vec<(String, String)> =
+                image.topics["t"].info.configs.clone().into_iter().collect();
+            c.sort();
+            c
+        };
+        assert_eq!(
+            alter(
+                &mut image,
+                &[("retention.ms", "1000"), ("min.insync.replicas", "2")],
+                &[]
+            )
+            .0,
+            ErrorCode::None
+        );
+        assert_eq!(
+            configs(&image),
+            vec![
+                ("min.insync.replicas".to_string(), "2".to_string()),
+                ("retention.ms".to_string(), "1000".to_string())
+            ]
+        );
+        assert_eq!(alter(&mut image, &[], &["retention.ms"]).0, ErrorCode::None);
+        assert_eq!(
+            configs(&image),
+            vec![("min.insync.replicas".to_string(), "2".to_string())]
+        );
+        // Partitions are untouched by a config change.
+        assert_eq!(
+            image.partition("t", 0).unwrap().partition_epoch,
+            partition_epoch
+        );
+
+        let (code, message) = alter(&mut image, &[("retention.ms", "soon")], &[]);
+        assert_eq!(code, ErrorCode::InvalidConfig);
+        assert!(message.contains("retention.ms"), "{message}");
+        assert_eq!(
+            alter(&mut image, &[], &["no.such.config"]).0,
+            ErrorCode::InvalidConfig
+        );
+        assert_eq!(
+            alter(&mut image, &[("retention.ms", "1")], &["retention.ms"]).0,
+            ErrorCode::InvalidConfig
+        );
+        assert_eq!(alter(&mut image, &[], &[]).0, ErrorCode::InvalidRequest);
+        assert_eq!(
+            configs(&image),
+            vec![("min.insync.replicas".to_string(), "2".to_string())]
+        );
     }
 
     #[test]
