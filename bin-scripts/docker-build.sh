@@ -15,9 +15,10 @@
 #   --tag IMAGE    the image name (also KAFKA_RS_IMAGE; default kafka-rs:latest),
 #                  the name docker-compose.yml runs
 #
-# Needs docker, ldd and busybox on the host (Debian/Ubuntu: apt-get install
-# busybox-static; BUSYBOX=/path/to/busybox picks another one). A dynamically
-# linked busybox works too: its libraries are copied like the binaries'.
+# Needs docker and ldd on the host, and a busybox: BUSYBOX=/path/to/busybox,
+# else the one on the PATH, else (Debian/Ubuntu) the busybox-static package
+# fetched with `apt-get download` (no root needed). A dynamically linked
+# busybox works too: its libraries are copied like the binaries'.
 set -euo pipefail
 
 usage() {
@@ -57,10 +58,6 @@ die() {
 command -v docker >/dev/null || die "docker is not installed"
 command -v ldd >/dev/null || die "ldd is not installed (it comes with glibc: libc-bin)"
 
-busybox=${BUSYBOX:-$(command -v busybox || true)}
-[ -n "$busybox" ] && [ -x "$busybox" ] \
-    || die "no busybox found for the image's shell; install it (Debian/Ubuntu: apt-get install busybox-static) or set BUSYBOX=/path/to/busybox"
-
 if [ -z "$bin_dir" ]; then
     echo "Building the release binaries..." >&2
     cargo build --release --workspace --bins --manifest-path "$base_dir/Cargo.toml" >&2
@@ -75,6 +72,18 @@ done
 staging=$(mktemp -d "${TMPDIR:-/tmp}/kafka-rs-image.XXXXXX")
 trap 'rm -rf "$staging"' EXIT
 rootfs=$staging/rootfs
+
+busybox=${BUSYBOX:-$(command -v busybox || true)}
+if [ -z "$busybox" ] && command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+    echo "No busybox installed; fetching the busybox-static package..." >&2
+    if (cd "$staging" && apt-get download busybox-static >&2 2>/dev/null) \
+        && dpkg-deb -x "$staging"/busybox-static_*.deb "$staging/busybox-static"; then
+        busybox=$staging/busybox-static/bin/busybox
+    fi
+fi
+[ -n "$busybox" ] && [ -x "$busybox" ] \
+    || die "no busybox for the image's shell; install one (Debian/Ubuntu: apt-get install busybox-static) or set BUSYBOX=/path/to/busybox"
+
 mkdir -p "$rootfs/opt/kafka/bin" "$rootfs/opt/kafka/config/docker" "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp"
 
 # The workspace's binaries: the executable files directly in the directory

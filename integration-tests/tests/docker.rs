@@ -66,7 +66,10 @@ fn compose_cluster_survives_a_killed_leader_and_a_rolling_restart() {
     })();
     match result {
         Ok(()) => cluster.passed = true,
-        Err(err) => panic!("{err:#}"),
+        Err(err) => {
+            eprintln!("{timings}");
+            panic!("{err:#}")
+        }
     }
     let started = Instant::now();
     drop(cluster);
