@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs one of the project's binaries: kafka-run-class.sh <binary> [args...]
+# (kafka-run-class.sh --build only makes sure the binaries are built.)
 #
 # Every other script in bin-scripts/ is a one-line wrapper around this one, as
 # in Kafka. It works from any directory, builds the release binaries on first
@@ -18,17 +19,23 @@ binary=$1
 shift
 
 base_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The binary whose presence says the build is done.
+probe=$binary
+[ "$binary" = "--build" ] && probe=kafka-server-start
 
 if [ -n "${KAFKA_RS_BIN_DIR:-}" ]; then
     bin_dir=$KAFKA_RS_BIN_DIR
 else
     bin_dir=${CARGO_TARGET_DIR:-$base_dir/target}/release
-    if [ ! -x "$bin_dir/$binary" ]; then
+    if [ ! -x "$bin_dir/$probe" ]; then
         echo "Building the release binaries (first use; this takes a few minutes)..." >&2
         cargo build --release --workspace --bins --manifest-path "$base_dir/Cargo.toml" >&2
     fi
 fi
 
+if [ "$binary" = "--build" ]; then
+    exit 0
+fi
 if [ ! -x "$bin_dir/$binary" ]; then
     echo "ERROR: no binary '$binary' in $bin_dir" >&2
     exit 1

@@ -61,16 +61,23 @@ pub fn binary(name: &str) -> PathBuf {
 #[derive(Debug, Default)]
 struct LogBuffer {
     lines: Mutex<Vec<String>>,
+    /// Indexes into `lines` of the lines that came from stdout.
+    stdout: Mutex<Vec<usize>>,
     changed: Condvar,
     streams_open: Mutex<usize>,
 }
 
 impl LogBuffer {
-    fn push(&self, line: String) {
-        self.lines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(line);
+    fn push(&self, line: String, from_stdout: bool) {
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if from_stdout {
+            self.stdout
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(lines.len());
+        }
+        lines.push(line);
+        drop(lines);
         self.changed.notify_all();
     }
 
@@ -99,9 +106,23 @@ impl Process {
     /// Starts `program` with `args`, stdout and stderr captured into
     /// `log_path`.
     pub fn spawn(name: &str, program: &Path, args: &[String], log_path: &Path) -> Result<Process> {
+        Process::spawn_inner(name, program, args, log_path, false)
+    }
+
+    fn spawn_inner(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log_path: &Path,
+        piped_stdin: bool,
+    ) -> Result<Process> {
         let mut child = Command::new(program)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -123,7 +144,8 @@ impl Process {
             .stderr
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>);
-        for stream in [stdout, stderr].into_iter().flatten() {
+        for (stream, from_stdout) in [(stdout, true), (stderr, false)] {
+            let Some(stream) = stream else { continue };
             let log = log.clone();
             let file = file.clone();
             std::thread::spawn(move || {
@@ -132,7 +154,7 @@ impl Process {
                     if let Ok(mut f) = file.lock() {
                         let _ = writeln!(f, "{line}");
                     }
-                    log.push(line);
+                    log.push(line, from_stdout);
                 }
                 log.close_stream();
             });
@@ -169,6 +191,39 @@ impl Process {
 
     /// Waits for the first line at or after line `from` containing `needle`
     /// and returns it. Fails early if the process exits first.
+    /// The lines the process wrote to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        let lines = self.log.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let stdout = self.log.stdout.lock().unwrap_or_else(|e| e.into_inner());
+        stdout
+            .iter()
+            .filter_map(|&i| lines.get(i).cloned())
+            .collect()
+    }
+
+    /// Starts a long-running tool (a console consumer, say) of this build.
+    pub fn tool(name: &str, args: &[&str], log_path: &Path) -> Result<Process> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        Process::spawn(name, &binary(name), &args, log_path)
+    }
+
+    /// Starts a tool whose stdin the test writes (a console producer fed
+    /// line by line); close it by dropping the returned handle.
+    pub fn tool_with_stdin(
+        name: &str,
+        args: &[&str],
+        log_path: &Path,
+    ) -> Result<(Process, std::process::ChildStdin)> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let mut process = Process::spawn_inner(name, &binary(name), &args, log_path, true)?;
+        let stdin = process
+            .child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("no stdin pipe for {name}"))?;
+        Ok((process, stdin))
+    }
+
     pub fn wait_for_line_from(
         &mut self,
         from: usize,

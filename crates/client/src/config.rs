@@ -167,8 +167,11 @@ pub struct CommonConfig {
     pub connection_setup_timeout_ms: u64,
     /// `metadata.max.age.ms` (300000): refresh metadata at least this often.
     pub metadata_max_age_ms: u64,
-    /// `retry.backoff.ms` (100): pause before retrying a failed request.
+    /// `retry.backoff.ms` (100): pause before the first retry of a failed
+    /// request; each further retry of it doubles the pause (KIP-580).
     pub retry_backoff_ms: u64,
+    /// `retry.backoff.max.ms` (1000): the longest pause between retries.
+    pub retry_backoff_max_ms: u64,
 }
 
 impl Default for CommonConfig {
@@ -180,6 +183,7 @@ impl Default for CommonConfig {
             connection_setup_timeout_ms: 10_000,
             metadata_max_age_ms: 300_000,
             retry_backoff_ms: 100,
+            retry_backoff_max_ms: 1_000,
         }
     }
 }
@@ -198,6 +202,7 @@ impl CommonConfig {
             }
             "metadata.max.age.ms" => self.metadata_max_age_ms = parse_positive(key, value)?,
             "retry.backoff.ms" => self.retry_backoff_ms = parse_number(key, value)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max_ms = parse_number(key, value)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -220,6 +225,10 @@ impl CommonConfig {
 
     pub(crate) fn retry_backoff(&self) -> Duration {
         Duration::from_millis(self.retry_backoff_ms)
+    }
+
+    pub(crate) fn retry_backoff_max(&self) -> Duration {
+        Duration::from_millis(self.retry_backoff_max_ms.max(self.retry_backoff_ms))
     }
 }
 

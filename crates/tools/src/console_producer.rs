@@ -45,7 +45,10 @@ pub struct ProducerArgs {
     /// How long a batch waits for more messages, in ms (linger.ms, default 1000).
     #[arg(long, value_name = "timeout_ms")]
     pub timeout: Option<String>,
-    /// Retries of a failed send (retries, default 3).
+    /// Retries of a failed send (retries, default 10, where Kafka's tool has
+    /// 3: with retry.backoff.ms doubling up to 1 s, ten retries span about
+    /// 7.5 s, which rides through a leader failover, even one detected by a
+    /// 6 s session timeout, without losing a line).
     #[arg(long, value_name = "Integer")]
     pub message_send_max_retries: Option<String>,
     /// Pause before a retry, in ms (retry.backoff.ms, default 100).
@@ -166,7 +169,7 @@ impl ProducerArgs {
             ("compression.type", &self.compression_codec, "none"),
             ("batch.size", &self.batch_size, "16384"),
             ("linger.ms", &self.timeout, "1000"),
-            ("retries", &self.message_send_max_retries, "3"),
+            ("retries", &self.message_send_max_retries, "10"),
             ("retry.backoff.ms", &self.retry_backoff_ms, "100"),
             ("request.timeout.ms", &self.request_timeout_ms, "1500"),
             ("max.block.ms", &self.max_block_ms, "60000"),
@@ -408,7 +411,7 @@ mod tests {
             .unwrap();
         assert_eq!(config.acks, Acks::All);
         assert_eq!(config.linger_ms, 1000);
-        assert_eq!(config.retries, 3);
+        assert_eq!(config.retries, 10);
         assert_eq!(config.common.request_timeout_ms, 1500);
         assert_eq!(config.compression_type, Compression::None);
         assert_eq!(config.common.client_id, "console-producer");

@@ -125,6 +125,7 @@ pub(crate) struct AccumulatorConfig {
     pub(crate) linger: Duration,
     pub(crate) delivery_timeout: Duration,
     pub(crate) retry_backoff: Duration,
+    pub(crate) retry_backoff_max: Duration,
     pub(crate) retries: u32,
     pub(crate) max_request_size: usize,
     pub(crate) max_in_flight: usize,
@@ -507,7 +508,7 @@ impl Accumulator {
             batch.topic_partition,
             batch.attempts + 1
         );
-        batch.retry_after = Some(now + self.config.retry_backoff);
+        batch.retry_after = Some(now + retry_pause(&self.config, batch.attempts));
         queue.requeue(batch);
         Completion {
             refresh_metadata: error.invalidates_metadata(),
@@ -637,6 +638,18 @@ fn split(batch: ProducerBatch) -> Result<[ProducerBatch; 2], Box<(ProducerBatch,
     }
 }
 
+/// The pause before retry number `attempts` (1 for the first retry):
+/// retry.backoff.ms doubled per attempt up to retry.backoff.max.ms, as
+/// KIP-580 has it, so a leader failover is ridden out by a few quick retries
+/// and a longer outage does not hammer the cluster.
+fn retry_pause(config: &AccumulatorConfig, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    config
+        .retry_backoff
+        .saturating_mul(1 << doublings)
+        .min(config.retry_backoff_max.max(config.retry_backoff))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -647,6 +660,7 @@ mod tests {
             linger: Duration::from_millis(10),
             delivery_timeout: Duration::from_secs(60),
             retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1_000),
             retries: 5,
             max_request_size: 1_000_000,
             max_in_flight: 5,
@@ -937,6 +951,15 @@ mod tests {
         batch.fail(&error);
         let err = h.result(0).unwrap().unwrap_err();
         assert_eq!(err.to_string(), "t-0: INVALID_RECORD: bad record");
+    }
+
+    #[test]
+    fn retry_pauses_double_up_to_the_maximum() {
+        let cfg = config();
+        let pauses: Vec<u64> = (1..=6)
+            .map(|attempt| retry_pause(&cfg, attempt).as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, vec![100, 200, 400, 800, 1000, 1000]);
     }
 
     #[test]

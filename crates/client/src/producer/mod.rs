@@ -198,6 +198,7 @@ impl Producer {
                 linger: Duration::from_millis(config.linger_ms),
                 delivery_timeout: Duration::from_millis(config.delivery_timeout_ms),
                 retry_backoff: config.common.retry_backoff(),
+                retry_backoff_max: config.common.retry_backoff_max(),
                 retries: config.retries,
                 max_request_size: config.max_request_size,
                 max_in_flight: config.max_in_flight_requests_per_connection,
