@@ -385,8 +385,29 @@ pub fn run_tool(
     stdin: Option<&str>,
     timeout: Duration,
 ) -> Result<ToolOutput> {
-    let mut child = Command::new(binary(name))
-        .args(args)
+    let mut command = Command::new(binary(name));
+    command.args(args);
+    run_command(&mut command, stdin, timeout)
+}
+
+/// Runs any prepared command (program, arguments, environment, working
+/// directory) to completion with `stdin`, capturing stdout and stderr, with a
+/// time limit: for the external programs a test drives (docker, scripts).
+/// On timeout the command is killed and its stderr so far is in the error.
+pub fn run_command(
+    command: &mut Command,
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<ToolOutput> {
+    let described = format!(
+        "{} {:?}",
+        command.get_program().to_string_lossy(),
+        command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    );
+    let mut child = command
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -395,7 +416,7 @@ pub fn run_tool(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {name}"))?;
+        .with_context(|| format!("starting {described}"))?;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().ok_or_else(|| anyhow!("no stdin pipe"))?;
         let input = input.to_owned();
@@ -412,7 +433,10 @@ pub fn run_tool(
         .take()
         .ok_or_else(|| anyhow!("no stderr pipe"))?;
     let out_reader = std::thread::spawn(move || read_all(stdout));
-    let err_reader = std::thread::spawn(move || read_all(stderr));
+    let (err_sender, err_receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = err_sender.send(read_all(stderr));
+    });
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -421,15 +445,19 @@ pub fn run_tool(
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let stderr = err_reader.join().unwrap_or_default();
-            bail!("{name} {args:?} did not finish within {timeout:?}; stderr:\n{stderr}");
+            // A grandchild may still hold the pipe open; do not wait on it
+            // for long.
+            let stderr = err_receiver
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            bail!("{described} did not finish within {timeout:?}; stderr:\n{stderr}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
     Ok(ToolOutput {
         status,
         stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
+        stderr: err_receiver.recv().unwrap_or_default(),
     })
 }
 
