@@ -63,6 +63,7 @@ impl CoordinatorLink {
     /// dialled until the first call, so a broker starts without a coordinator.
     pub fn new(
         coordinator_addresses: &[String],
+        connect_timeout: Duration,
         registration: Registration,
     ) -> Result<Arc<CoordinatorLink>, tonic::transport::Error> {
         // One coordinator for now; a quorum would list several here.
@@ -71,7 +72,7 @@ impl CoordinatorLink {
             .cloned()
             .unwrap_or_else(|| "localhost:2181".to_owned());
         let channel = Endpoint::from_shared(format!("http://{address}"))?
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(3))

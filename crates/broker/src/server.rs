@@ -118,7 +118,9 @@ pub async fn start(settings: Settings) -> Result<RunningBroker, BrokerError> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let link = CoordinatorLink::new(&coordinators, registration)
+    let connect_timeout =
+        Duration::from_millis(u64::from(settings.zookeeper_connection_timeout_ms));
+    let link = CoordinatorLink::new(&coordinators, connect_timeout, registration)
         .map_err(|e| BrokerError::CoordinatorAddress(e.to_string()))?;
     let core = ReplicaManager::new(settings.clone(), logs.clone(), link.clone());
 

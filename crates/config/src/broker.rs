@@ -281,7 +281,10 @@ pub struct BrokerConfig {
     pub replica_high_watermark_checkpoint_interval_ms: u64,
     /// `zookeeper.connect`: the coordinator's addresses; required.
     pub zookeeper_connect: ZkConnect,
-    /// `zookeeper.connection.timeout.ms`, else the session timeout.
+    /// `zookeeper.connection.timeout.ms`, else the session timeout: how long
+    /// one attempt to connect to the coordinator may take. Unlike Kafka, a
+    /// broker that cannot reach the coordinator at start-up keeps retrying
+    /// (and serving what it can) instead of exiting.
     pub zookeeper_connection_timeout_ms: u32,
     /// `zookeeper.session.timeout.ms` (6000).
     pub zookeeper_session_timeout_ms: u32,
