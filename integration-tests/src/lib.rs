@@ -859,3 +859,46 @@ pub mod grpc {
             .max_encoding_message_size(protocol::MAX_GRPC_MESSAGE_BYTES))
     }
 }
+
+/// Record batches for tests that speak the broker's gRPC API directly.
+pub mod batches {
+    use bytes::Bytes;
+    use records::RecordBatchBuilder;
+
+    /// One uncompressed batch holding `values`, in order.
+    pub fn of<S: AsRef<str>>(values: &[S]) -> Bytes {
+        let mut builder = RecordBatchBuilder::default();
+        for v in values {
+            builder.append(1_700_000_000_000, None, Some(v.as_ref().as_bytes()), &[]);
+        }
+        builder.finish()
+    }
+
+    /// The values of every record in back-to-back uncompressed batches (a
+    /// fetch answer), stopping at a partial batch.
+    pub fn values(records: &Bytes) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < records.len() {
+            let Some(size) = records::peek_batch_size(&records[pos..]) else {
+                break;
+            };
+            if pos + size > records.len() {
+                break;
+            }
+            let batch = records.slice(pos..pos + size);
+            let Ok((_, decoded)) =
+                records::decode_batch(&batch, |_, _| Err::<Vec<u8>, _>("no codec"))
+            else {
+                break;
+            };
+            out.extend(
+                decoded
+                    .into_iter()
+                    .map(|r| String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned()),
+            );
+            pos += size;
+        }
+        out
+    }
+}

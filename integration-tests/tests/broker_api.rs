@@ -7,41 +7,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
-use integration_tests::{Cluster, ClusterSpec, grpc, wait_until};
+use integration_tests::{Cluster, ClusterSpec, batches, grpc, wait_until};
 use protocol::ErrorCode;
 use protocol::broker::{
     FetchPartition, FetchRequest, ListOffsetsPartition, ListOffsetsRequest, MetadataRequest,
     ProducePartitionData, ProduceRequest,
 };
 use protocol::coordinator::{CreatableTopic, CreateTopicsRequest};
-use records::RecordBatchBuilder;
 use tokio::runtime::Runtime;
-
-fn batch(values: &[&str]) -> Bytes {
-    let mut builder = RecordBatchBuilder::default();
-    for v in values {
-        builder.append(1_700_000_000_000, None, Some(v.as_bytes()), &[]);
-    }
-    builder.finish()
-}
-
-fn values_of(records: &Bytes) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < records.len() {
-        let size = records::peek_batch_size(&records[pos..]).expect("whole batches");
-        let batch = records.slice(pos..pos + size);
-        let (_, decoded) =
-            records::decode_batch(&batch, |_, _| Err::<Vec<u8>, _>("no codec")).expect("decodes");
-        out.extend(
-            decoded
-                .into_iter()
-                .map(|r| String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned()),
-        );
-        pos += size;
-    }
-    out
-}
 
 struct Api {
     rt: Runtime,
@@ -143,7 +116,7 @@ impl Api {
         Ok((
             ErrorCode::from_code(p.error_code),
             p.high_watermark,
-            values_of(&p.records),
+            batches::values(&p.records),
         ))
     }
 
@@ -172,12 +145,15 @@ fn produce_fetch_and_offsets_on_one_broker() -> Result<()> {
     api.create_topic("events", 1, 1)?;
 
     assert_eq!(
-        api.produce("events", 1, batch(&["a", "b"]))?.0,
+        api.produce("events", 1, batches::of(&["a", "b"]))?.0,
         ErrorCode::None
     );
-    let (code, base, _) = api.produce("events", -1, batch(&["c"]))?;
+    let (code, base, _) = api.produce("events", -1, batches::of(&["c"]))?;
     assert_eq!((code, base), (ErrorCode::None, 2));
-    assert_eq!(api.produce("events", 0, batch(&["d"]))?.0, ErrorCode::None);
+    assert_eq!(
+        api.produce("events", 0, batches::of(&["d"]))?.0,
+        ErrorCode::None
+    );
 
     let (code, hw, values) = api.fetch("events", 0)?;
     assert_eq!(code, ErrorCode::None);
@@ -201,13 +177,16 @@ fn bad_batches_are_refused_and_change_nothing() -> Result<()> {
         Cluster::start_spec(&ClusterSpec::brokers(1).broker_property("message.max.bytes", "2000"))?;
     let mut api = Api::new(&cluster, 0)?;
     api.create_topic("strict", 1, 1)?;
-    assert_eq!(api.produce("strict", 1, batch(&["ok"]))?.0, ErrorCode::None);
+    assert_eq!(
+        api.produce("strict", 1, batches::of(&["ok"]))?.0,
+        ErrorCode::None
+    );
 
     let big = "x".repeat(3000);
-    let (code, _, message) = api.produce("strict", 1, batch(&[&big]))?;
+    let (code, _, message) = api.produce("strict", 1, batches::of(&[&big]))?;
     assert_eq!(code, ErrorCode::MessageTooLarge, "{message}");
 
-    let mut corrupt = batch(&["flipped"]).to_vec();
+    let mut corrupt = batches::of(&["flipped"]).to_vec();
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
     let (code, _, message) = api.produce("strict", 1, Bytes::from(corrupt))?;
@@ -216,15 +195,15 @@ fn bad_batches_are_refused_and_change_nothing() -> Result<()> {
     let (code, _, _) = api.produce("strict", 1, Bytes::from_static(b"not a batch at all"))?;
     assert_eq!(code, ErrorCode::CorruptMessage);
 
-    let (code, _, _) = api.produce("strict", 7, batch(&["bad acks"]))?;
+    let (code, _, _) = api.produce("strict", 7, batches::of(&["bad acks"]))?;
     assert_eq!(code, ErrorCode::InvalidRequiredAcks);
 
-    let (code, _, _) = api.produce("no-such-topic", 1, batch(&["x"]))?;
+    let (code, _, _) = api.produce("no-such-topic", 1, batches::of(&["x"]))?;
     assert_eq!(code, ErrorCode::UnknownTopicOrPartition);
 
     // Nothing of the above reached the log, and the broker still serves.
     assert_eq!(api.fetch("strict", 0)?.2, vec!["ok"]);
-    assert_eq!(api.produce("strict", 1, batch(&["still ok"]))?.1, 1);
+    assert_eq!(api.produce("strict", 1, batches::of(&["still ok"]))?.1, 1);
     Ok(())
 }
 
@@ -258,7 +237,7 @@ fn data_survives_sigterm_and_kill_9() -> Result<()> {
     let mut api = Api::new(&cluster, 0)?;
     api.create_topic("durable", 1, 1)?;
     assert_eq!(
-        api.produce("durable", -1, batch(&["one", "two"]))?.0,
+        api.produce("durable", -1, batches::of(&["one", "two"]))?.0,
         ErrorCode::None
     );
 
@@ -274,7 +253,7 @@ fn data_survives_sigterm_and_kill_9() -> Result<()> {
         || matches!(api.fetch("durable", 0), Ok((ErrorCode::None, _, v)) if v.len() == 2),
     )?;
     assert_eq!(
-        api.produce("durable", -1, batch(&["three"]))?.0,
+        api.produce("durable", -1, batches::of(&["three"]))?.0,
         ErrorCode::None
     );
 
@@ -287,7 +266,7 @@ fn data_survives_sigterm_and_kill_9() -> Result<()> {
         || matches!(api.fetch("durable", 0), Ok((ErrorCode::None, _, v)) if v.len() == 3),
     )?;
     assert_eq!(api.fetch("durable", 0)?.2, vec!["one", "two", "three"]);
-    assert_eq!(api.produce("durable", -1, batch(&["four"]))?.1, 3);
+    assert_eq!(api.produce("durable", -1, batches::of(&["four"]))?.1, 3);
     Ok(())
 }
 
@@ -299,12 +278,15 @@ fn a_broker_rides_through_a_coordinator_restart() -> Result<()> {
     cluster.kill_coordinator()?;
     // Without a coordinator the broker keeps serving what it leads.
     assert_eq!(
-        api.produce("steady", -1, batch(&["during"]))?.0,
+        api.produce("steady", -1, batches::of(&["during"]))?.0,
         ErrorCode::None
     );
     cluster.restart_coordinator()?;
     api.create_topic("after", 1, 1)?;
-    assert_eq!(api.produce("after", -1, batch(&["x"]))?.0, ErrorCode::None);
+    assert_eq!(
+        api.produce("after", -1, batches::of(&["x"]))?.0,
+        ErrorCode::None
+    );
     assert_eq!(api.fetch("steady", 0)?.2, vec!["during"]);
     Ok(())
 }

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, ensure};
-use bytes::Bytes;
-use integration_tests::{Cluster, ClusterSpec, grpc, wait_until};
+use integration_tests::{Cluster, ClusterSpec, batches, grpc, wait_until};
 use protocol::ErrorCode;
 use protocol::broker::broker_client::BrokerClient;
 use protocol::broker::{
@@ -15,37 +14,8 @@ use protocol::broker::{
     ProduceRequest,
 };
 use protocol::coordinator::{CreatableTopic, CreateTopicsRequest};
-use records::RecordBatchBuilder;
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
-
-fn batch(values: &[String]) -> Bytes {
-    let mut builder = RecordBatchBuilder::default();
-    for v in values {
-        builder.append(1_700_000_000_000, None, Some(v.as_bytes()), &[]);
-    }
-    builder.finish()
-}
-
-fn values_of(records: &Bytes) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < records.len() {
-        let Some(size) = records::peek_batch_size(&records[pos..]) else {
-            break;
-        };
-        let batch = records.slice(pos..pos + size);
-        let (_, decoded) =
-            records::decode_batch(&batch, |_, _| Err::<Vec<u8>, _>("no codec")).expect("decodes");
-        out.extend(
-            decoded
-                .into_iter()
-                .map(|r| String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned()),
-        );
-        pos += size;
-    }
-    out
-}
 
 /// A small client over raw gRPC: finds leaders through Metadata from any
 /// live broker and talks to them.
@@ -142,7 +112,7 @@ impl Client {
             partitions: vec![ProducePartitionData {
                 topic: topic.into(),
                 partition: 0,
-                records: batch(values),
+                records: batches::of(values),
             }],
         }))?;
         let p = &response.get_ref().partitions[0];
@@ -197,7 +167,7 @@ impl Client {
                 "fetch from {broker}: {}",
                 p.error_message
             );
-            let got = values_of(&p.records);
+            let got = batches::values(&p.records);
             if got.is_empty() {
                 return Ok(values);
             }
