@@ -110,6 +110,7 @@ impl Api {
                 current_leader_epoch: -1,
                 last_fetched_epoch: -1,
                 partition_max_bytes: 1 << 20,
+                topic_id: Default::default(),
             }],
         }))?;
         let p = &response.get_ref().partitions[0];
@@ -288,5 +289,33 @@ fn a_broker_rides_through_a_coordinator_restart() -> Result<()> {
         ErrorCode::None
     );
     assert_eq!(api.fetch("steady", 0)?.2, vec!["during"]);
+    Ok(())
+}
+
+#[test]
+fn a_coordinator_on_an_empty_data_dir_cannot_make_a_broker_drop_its_logs() -> Result<()> {
+    let mut cluster = Cluster::start(1)?;
+    let mut api = Api::new(&cluster, 0)?;
+    api.create_topic("precious", 1, 1)?;
+    assert_eq!(
+        api.produce("precious", -1, batches::of(&["a", "b"]))?.0,
+        ErrorCode::None
+    );
+
+    // The coordinator comes back with none of its state: a new cluster.
+    cluster.kill_coordinator()?;
+    std::fs::remove_dir_all(cluster.dir().join("zookeeper"))?;
+    cluster.restart_coordinator()?;
+    let broker = cluster.broker_mut(0)?;
+    broker.wait_for_line(
+        "Refusing metadata of cluster",
+        integration_tests::READY_TIMEOUT,
+    )?;
+    broker.wait_for_line("INCONSISTENT_CLUSTER_ID", integration_tests::READY_TIMEOUT)?;
+
+    // The log is intact and still served.
+    let log_dir = cluster.broker_log_dir(0).join("precious-0");
+    assert!(log_dir.join("00000000000000000000.log").metadata()?.len() > 0);
+    assert_eq!(api.fetch("precious", 0)?.2, vec!["a", "b"]);
     Ok(())
 }

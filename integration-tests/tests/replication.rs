@@ -159,6 +159,7 @@ impl Client {
                     current_leader_epoch: -1,
                     last_fetched_epoch: -1,
                     partition_max_bytes: 1 << 20,
+                    topic_id: Default::default(),
                 }],
             }))?;
             let p = &response.get_ref().partitions[0];
@@ -419,6 +420,10 @@ fn the_preferred_leader_returns_after_a_restart() -> Result<()> {
     let mut cluster = Cluster::start_spec(&spec)?;
     let mut client = Client::new(&cluster)?;
     client.create_topic("preferred", 3, &[])?;
+    // Records first: the stand-in leader then leads an epoch without
+    // writing, and after handing leadership back it must still be able to
+    // follow (it once looped forever on "truncate to your log end").
+    client.produce_acked("preferred", &numbered("p", 0..5), None)?;
     let partition = client
         .partition("preferred", None)
         .ok_or_else(|| anyhow!("metadata"))?;
@@ -440,8 +445,19 @@ fn the_preferred_leader_returns_after_a_restart() -> Result<()> {
         || {
             client
                 .partition("preferred", None)
-                .is_some_and(|p| p.leader == preferred && p.isr.len() == 3)
+                .is_some_and(|p| p.leader == preferred)
         },
     )?;
+    // Every replica follows the returned leader: the ISR is full again and
+    // acks=all writes go through all three.
+    wait_until("the ISR is full again", Duration::from_secs(30), || {
+        client
+            .partition("preferred", None)
+            .is_some_and(|p| p.leader == preferred && p.isr.len() == 3)
+    })?;
+    client.produce_acked("preferred", &numbered("q", 0..5), None)?;
+    let mut expected = numbered("p", 0..5);
+    expected.extend(numbered("q", 0..5));
+    assert_eq!(client.read_all(preferred, "preferred")?, expected);
     Ok(())
 }

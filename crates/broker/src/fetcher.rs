@@ -58,6 +58,8 @@ struct Fetcher {
 
 #[derive(Debug)]
 pub(crate) struct FetcherManager {
+    /// Set by `shutdown`: no fetcher starts after it.
+    closed: std::sync::atomic::AtomicBool,
     settings: Arc<Settings>,
     link: Arc<CoordinatorLink>,
     manager: Weak<ReplicaManager>,
@@ -71,6 +73,7 @@ impl FetcherManager {
         manager: Weak<ReplicaManager>,
     ) -> FetcherManager {
         FetcherManager {
+            closed: std::sync::atomic::AtomicBool::new(false),
             settings,
             link,
             manager,
@@ -86,6 +89,11 @@ impl FetcherManager {
     pub(crate) fn assign(&self, partition: Arc<Partition>, target: FetchTarget) {
         let tp = partition.tp.clone();
         let mut fetchers = self.lock();
+        // A leadership change applied during shutdown must not start a
+        // fetcher that would outlive the logs.
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         for (leader, fetcher) in fetchers.iter() {
             if *leader != target.leader && remove_from(&fetcher.shared, &tp) {
                 fetcher.shared.wake.notify_one();
@@ -131,7 +139,12 @@ impl FetcherManager {
     }
 
     pub(crate) async fn shutdown(&self) {
-        let fetchers: Vec<Fetcher> = self.lock().drain().map(|(_, f)| f).collect();
+        let fetchers: Vec<Fetcher> = {
+            let mut fetchers = self.lock();
+            self.closed
+                .store(true, std::sync::atomic::Ordering::Release);
+            fetchers.drain().map(|(_, f)| f).collect()
+        };
         for fetcher in &fetchers {
             fetcher
                 .shared
@@ -233,6 +246,7 @@ async fn run_fetcher(
                         current_leader_epoch: a.leader_epoch,
                         last_fetched_epoch,
                         partition_max_bytes: settings.replica_fetch_max_bytes as i32,
+                        topic_id: bytes::Bytes::copy_from_slice(&a.partition.log.topic_id()),
                     }
                 })
                 .collect(),
@@ -278,22 +292,25 @@ async fn run_fetcher(
                 continue;
             }
             let partition = &assigned.partition;
+            let epoch = assigned.leader_epoch;
             let code = ErrorCode::from_code(part.error_code);
             let outcome = match code {
                 ErrorCode::None => match part.diverging_epoch {
                     Some(diverging) if diverging.epoch >= 0 || diverging.end_offset >= 0 => {
-                        truncate_diverged(partition, diverging.epoch, diverging.end_offset)
+                        truncate_diverged(partition, epoch, diverging.epoch, diverging.end_offset)
                     }
                     _ => partition
                         .append_as_follower(
+                            epoch,
                             &part.records,
                             part.high_watermark,
                             part.log_start_offset,
                         )
+                        .map(drop)
                         .map_err(|e| e.to_string()),
                 },
                 ErrorCode::OffsetOutOfRange => {
-                    handle_out_of_range(partition, part.log_start_offset)
+                    handle_out_of_range(partition, epoch, part.log_start_offset)
                 }
                 other => {
                     debug!(
@@ -318,6 +335,7 @@ async fn run_fetcher(
 /// fetch checks again, so a deeper divergence takes more rounds.
 fn truncate_diverged(
     partition: &Partition,
+    leader_epoch: i32,
     epoch: i32,
     leader_end_offset: i64,
 ) -> Result<(), String> {
@@ -328,7 +346,12 @@ fn truncate_diverged(
     };
     let target = leader_end_offset.min(local_end).max(0);
     let before = log.log_end_offset();
-    let after = partition.truncate_to(target).map_err(|e| e.to_string())?;
+    let Some(after) = partition
+        .truncate_to(leader_epoch, target)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
     if after < before {
         info!(
             "Truncated {} from {before} to {after}: its log diverged from the leader's at epoch {epoch}",
@@ -340,7 +363,11 @@ fn truncate_diverged(
 
 /// The fetch offset is outside the leader's log: behind its start (retention
 /// deleted what this follower lacks) or, without epoch history, ahead of it.
-fn handle_out_of_range(partition: &Partition, leader_log_start_offset: i64) -> Result<(), String> {
+fn handle_out_of_range(
+    partition: &Partition,
+    leader_epoch: i32,
+    leader_log_start_offset: i64,
+) -> Result<(), String> {
     let log = &partition.log;
     if log.log_end_offset() < leader_log_start_offset {
         info!(
@@ -348,7 +375,8 @@ fn handle_out_of_range(partition: &Partition, leader_log_start_offset: i64) -> R
             partition.tp
         );
         partition
-            .truncate_fully_and_start_at(leader_log_start_offset)
+            .truncate_fully_and_start_at(leader_epoch, leader_log_start_offset)
+            .map(drop)
             .map_err(|e| e.to_string())
     } else {
         let high_watermark = log.high_watermark();
@@ -357,8 +385,8 @@ fn handle_out_of_range(partition: &Partition, leader_log_start_offset: i64) -> R
             partition.tp
         );
         partition
-            .truncate_to(high_watermark)
-            .map(|_| ())
+            .truncate_to(leader_epoch, high_watermark)
+            .map(drop)
             .map_err(|e| e.to_string())
     }
 }

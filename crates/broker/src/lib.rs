@@ -7,12 +7,14 @@
 //!   ISR and high watermark; `fetcher`: follower replication.
 //! - `link`: registration, heartbeat session and metadata watch against the
 //!   coordinator; `service`: the gRPC adapter; `server`: start-up and
-//!   shutdown ordering; `settings`: the typed configuration it runs with.
+//!   shutdown ordering; `settings`: the typed configuration it runs with;
+//!   `meta`: the log dirs' `meta.properties` (broker and cluster ids).
 //!
 //! The broker never links the coordinator crate: they talk over gRPC only.
 
 mod fetcher;
 mod link;
+pub mod meta;
 pub mod partition;
 pub mod replica_manager;
 mod server;

@@ -41,6 +41,8 @@ pub struct CoordinatorLink {
     client: CoordinatorClient<Channel>,
     address: String,
     registration: Registration,
+    /// The cluster this broker's logs belong to; empty until known.
+    cluster_id: std::sync::Mutex<String>,
     /// The current broker epoch; -1 until registered.
     broker_epoch: AtomicI64,
     /// Published every time the broker (re-)registers with a new epoch.
@@ -84,6 +86,7 @@ impl CoordinatorLink {
             client,
             address,
             registration,
+            cluster_id: std::sync::Mutex::new(String::new()),
             broker_epoch: AtomicI64::new(-1),
             epoch_tx: watch::channel(-1).0,
             metadata_version: AtomicI64::new(-1),
@@ -104,6 +107,12 @@ impl CoordinatorLink {
 
     pub fn broker_id(&self) -> i32 {
         self.registration.broker_id
+    }
+
+    /// Sent with every registration from now on: a coordinator of another
+    /// cluster refuses it.
+    pub fn set_cluster_id(&self, cluster_id: &str) {
+        *self.cluster_id.lock().unwrap_or_else(|e| e.into_inner()) = cluster_id.to_owned();
     }
 
     pub fn broker_epoch(&self) -> i64 {
@@ -139,15 +148,20 @@ impl CoordinatorLink {
     /// Registers until it succeeds (or the broker stops), returning the epoch.
     async fn register(&self) -> Option<i64> {
         let mut backoff = Backoff::new();
-        let request = RegisterBrokerRequest {
-            broker_id: self.registration.broker_id,
-            endpoints: self.registration.endpoints.clone(),
-            rack: self.registration.rack.clone(),
-            incarnation_id: self.registration.incarnation_id.clone(),
-            session_timeout_ms: self.registration.session_timeout_ms,
-        };
         while !self.stopping() {
-            match self.client().register_broker(request.clone()).await {
+            let request = RegisterBrokerRequest {
+                broker_id: self.registration.broker_id,
+                endpoints: self.registration.endpoints.clone(),
+                rack: self.registration.rack.clone(),
+                incarnation_id: self.registration.incarnation_id.clone(),
+                session_timeout_ms: self.registration.session_timeout_ms,
+                cluster_id: self
+                    .cluster_id
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            };
+            match self.client().register_broker(request).await {
                 Ok(response) => {
                     let response = response.into_inner();
                     let error = ErrorCode::from_code(response.error_code);

@@ -82,9 +82,8 @@ struct LeaderState {
     replicas: Vec<i32>,
     /// The ISR as committed by the coordinator.
     isr: Vec<i32>,
-    /// An ISR change sent to the coordinator and not yet answered (while it
-    /// is pending, the high watermark waits for the union of both ISRs), and
-    /// when a refused change may be tried again.
+    /// An ISR change sent to the coordinator and not yet settled, and when
+    /// a refused change may be tried again.
     isr_change: Mutex<IsrChange>,
     /// The log end offset when this leadership began: a follower joins the
     /// ISR only once it has everything of earlier epochs.
@@ -92,22 +91,63 @@ struct LeaderState {
     followers: Mutex<HashMap<i32, FollowerProgress>>,
 }
 
+/// The life of one proposed ISR change.
+///
+/// While a change is pending the coordinator may already have committed it,
+/// so the high watermark waits for the union of the committed and proposed
+/// ISRs. A pending change settles only on the coordinator's answer to that
+/// very request, or when metadata shows a partition epoch newer than the one
+/// it was based on (the compare-and-set then refuses it anyway). A lost
+/// answer (timeout, broken connection) leaves it pending and the same
+/// request is sent again: dropping it early could let the high watermark
+/// pass a replica the coordinator counts in the ISR.
 #[derive(Debug, Default)]
 struct IsrChange {
-    pending: Option<Vec<i32>>,
+    pending: Option<PendingIsr>,
     retry_after: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PendingIsr {
+    isr: Vec<i32>,
+    /// The partition epoch the request was based on.
+    based_on: i32,
 }
 
 impl IsrChange {
     /// Claims the right to send `new_isr`, unless a change is in flight or a
     /// refused one is still backing off.
-    fn try_begin(&mut self, new_isr: &[i32], now: Instant) -> bool {
+    fn try_begin(&mut self, new_isr: &[i32], based_on: i32, now: Instant) -> bool {
         if self.pending.is_some() || self.retry_after.is_some_and(|t| now < t) {
             return false;
         }
-        self.pending = Some(new_isr.to_vec());
+        self.pending = Some(PendingIsr {
+            isr: new_isr.to_vec(),
+            based_on,
+        });
         true
     }
+
+    /// Metadata reached `partition_epoch`: a pending change based on an
+    /// older epoch is settled, one way or the other.
+    fn superseded_by(&mut self, partition_epoch: i32) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.based_on < partition_epoch)
+        {
+            self.pending = None;
+        }
+    }
+}
+
+/// How the coordinator answered an ISR change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IsrChangeOutcome {
+    /// Committed: the partition as it now stands.
+    Committed(PartitionState),
+    /// Refused; the partition as the coordinator has it, when it said.
+    Refused(Option<PartitionState>),
 }
 
 /// How long a leader waits before proposing an ISR change again after the
@@ -276,10 +316,7 @@ impl Partition {
                     current.partition_epoch = partition.partition_epoch;
                     current.isr.clone_from(&partition.isr);
                     current.replicas.clone_from(&partition.replicas);
-                    let mut change = lock(&current.isr_change);
-                    if change.pending.as_ref() == Some(&partition.isr) {
-                        change.pending = None;
-                    }
+                    lock(&current.isr_change).superseded_by(partition.partition_epoch);
                 }
                 drop(state);
                 self.maybe_advance_high_watermark();
@@ -509,6 +546,7 @@ impl Partition {
         fetch_offset: i64,
         current_leader_epoch: i32,
         max_bytes: usize,
+        min_one_batch: bool,
     ) -> Result<ReadResult, PartitionError> {
         let state = self.read_state();
         let ReplicaState::Leader(leader) = &*state else {
@@ -517,11 +555,10 @@ impl Partition {
         self.check_leader_epoch(leader.leader_epoch, current_leader_epoch)?;
         drop(state);
         let high_watermark = self.log.high_watermark();
-        let read = self
-            .log
-            .read(fetch_offset, max_bytes, Some(high_watermark))?;
+        let records =
+            self.read_records(fetch_offset, max_bytes, min_one_batch, Some(high_watermark))?;
         Ok(ReadResult {
-            records: read.records,
+            records,
             high_watermark,
             log_start_offset: self.log.log_start_offset(),
             diverging_epoch: None,
@@ -537,6 +574,7 @@ impl Partition {
         broker_epoch: i64,
         fetch: &FollowerFetch,
         max_bytes: usize,
+        min_one_batch: bool,
     ) -> Result<(ReadResult, Option<AlterPartitionRequest>), PartitionError> {
         let state = self.read_state();
         let ReplicaState::Leader(leader) = &*state else {
@@ -593,16 +631,46 @@ impl Partition {
         );
         drop(state);
         self.maybe_advance_high_watermark();
-        let read = self.log.read(fetch.fetch_offset, max_bytes, None)?;
+        let records = self.read_records(fetch.fetch_offset, max_bytes, min_one_batch, None)?;
         Ok((
             ReadResult {
-                records: read.records,
+                records,
                 high_watermark: self.log.high_watermark(),
                 log_start_offset,
                 diverging_epoch: None,
             },
             expand,
         ))
+    }
+
+    /// Whole batches from `offset`. With `min_one_batch` the first batch
+    /// comes even if it is over `max_bytes`; without it, nothing over
+    /// `max_bytes` comes at all (a fetch whose budget earlier partitions
+    /// mostly used up).
+    fn read_records(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+        max_offset: Option<i64>,
+    ) -> Result<Bytes, StorageError> {
+        if max_bytes == 0 {
+            // Still the range check, so the caller hears about a bad offset.
+            let (start, end) = (self.log.log_start_offset(), self.log.log_end_offset());
+            if offset < start || offset > end {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: start,
+                    log_end_offset: end,
+                });
+            }
+            return Ok(Bytes::new());
+        }
+        let records = self.log.read(offset, max_bytes, max_offset)?.records;
+        if !min_one_batch && records.len() > max_bytes {
+            return Ok(Bytes::new());
+        }
+        Ok(records)
     }
 
     fn record_follower_fetch(
@@ -641,7 +709,7 @@ impl Partition {
             let mut new_isr = leader.isr.clone();
             new_isr.push(replica_id);
             new_isr.sort_unstable();
-            if lock(&leader.isr_change).try_begin(&new_isr, now) {
+            if lock(&leader.isr_change).try_begin(&new_isr, leader.partition_epoch, now) {
                 tracing::info!(
                     "Expanding ISR of {} from {:?} to {:?}: replica {replica_id} caught up",
                     self.tp,
@@ -696,7 +764,7 @@ impl Partition {
             .copied()
             .filter(|r| !lagging.contains(r))
             .collect();
-        if !lock(&leader.isr_change).try_begin(&new_isr, now) {
+        if !lock(&leader.isr_change).try_begin(&new_isr, leader.partition_epoch, now) {
             return None;
         }
         tracing::info!(
@@ -710,19 +778,35 @@ impl Partition {
         Some(self.alter_request(leader, new_isr))
     }
 
-    /// Applies the coordinator's answer to an ISR change, or (`None`) backs
-    /// off after a refusal or a failed call.
-    pub fn complete_isr_change(&self, outcome: Option<&PartitionState>) {
+    /// Applies the coordinator's answer to the ISR change `request` (the
+    /// one this leader sent). An answer to anything but the change now
+    /// pending is stale and ignored.
+    pub fn complete_isr_change(&self, request: &AlterPartitionRequest, outcome: &IsrChangeOutcome) {
         let mut state = self.write_state();
         let ReplicaState::Leader(leader) = &mut *state else {
             return;
         };
+        if leader.leader_epoch != request.leader_epoch {
+            return;
+        }
         {
             let mut change = lock(&leader.isr_change);
+            let answers_pending = change
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.based_on == request.partition_epoch && p.isr == request.new_isr);
+            if !answers_pending {
+                return;
+            }
             change.pending = None;
-            change.retry_after = outcome.is_none().then(|| Instant::now() + ISR_CHANGE_RETRY);
+            change.retry_after = matches!(outcome, IsrChangeOutcome::Refused(_))
+                .then(|| Instant::now() + ISR_CHANGE_RETRY);
         }
-        if let Some(partition) = outcome
+        let current = match outcome {
+            IsrChangeOutcome::Committed(partition) => Some(partition),
+            IsrChangeOutcome::Refused(partition) => partition.as_ref(),
+        };
+        if let Some(partition) = current
             && partition.leader == self.local_broker_id
             && partition.leader_epoch == leader.leader_epoch
             && partition.partition_epoch > leader.partition_epoch
@@ -733,6 +817,20 @@ impl Partition {
         }
         drop(state);
         self.maybe_advance_high_watermark();
+    }
+
+    /// Whether `request` is still the pending ISR change of the current
+    /// leadership (so a lost answer should be asked for again).
+    pub fn isr_change_pending(&self, request: &AlterPartitionRequest) -> bool {
+        let state = self.read_state();
+        let ReplicaState::Leader(leader) = &*state else {
+            return false;
+        };
+        leader.leader_epoch == request.leader_epoch
+            && lock(&leader.isr_change)
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.based_on == request.partition_epoch && p.isr == request.new_isr)
     }
 
     /// Moves the high watermark to the lowest log end offset in the ISR (the
@@ -749,7 +847,7 @@ impl Partition {
             let members = leader
                 .isr
                 .iter()
-                .chain(change.pending.iter().flatten())
+                .chain(change.pending.iter().flat_map(|p| p.isr.iter()))
                 .filter(|&&r| r != self.local_broker_id);
             for replica in members {
                 let leo = followers.get(replica).map_or(-1, |p| p.log_end_offset);
@@ -762,14 +860,28 @@ impl Partition {
         }
     }
 
-    /// A follower's append of what its leader sent; moves its high watermark
-    /// to the leader's (bounded by its own log end offset).
+    /// Whether this replica follows `leader_epoch` now. Follower writes
+    /// check it under the state lock, so an answer to a fetch sent before a
+    /// leadership change can never write into a leader's log.
+    fn follows(state: &ReplicaState, leader_epoch: i32) -> bool {
+        matches!(state, ReplicaState::Follower(f) if f.leader_epoch == leader_epoch && f.leader >= 0)
+    }
+
+    /// A follower's append of what its leader (of `leader_epoch`) sent;
+    /// moves its high watermark to the leader's (bounded by its own log end
+    /// offset). Does nothing (`Ok(false)`) if this replica no longer follows
+    /// that leadership.
     pub fn append_as_follower(
         &self,
+        leader_epoch: i32,
         records: &Bytes,
         leader_high_watermark: i64,
         leader_log_start_offset: i64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
+        let state = self.read_state();
+        if !Self::follows(&state, leader_epoch) {
+            return Ok(false);
+        }
         if leader_log_start_offset > self.log.log_start_offset()
             && leader_log_start_offset <= self.log.log_end_offset()
         {
@@ -784,23 +896,40 @@ impl Partition {
             self.log.set_high_watermark(high_watermark);
             self.publish_hw(-1);
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// A follower's truncation on the leader's word (a diverging epoch or an
-    /// out-of-range offset).
-    pub fn truncate_to(&self, offset: i64) -> Result<i64, StorageError> {
+    /// A follower's truncation on the word of its leader of `leader_epoch`
+    /// (a diverging epoch or an out-of-range offset). `None` if this
+    /// replica no longer follows that leadership.
+    pub fn truncate_to(&self, leader_epoch: i32, offset: i64) -> Result<Option<i64>, StorageError> {
+        let state = self.read_state();
+        if !Self::follows(&state, leader_epoch) {
+            return Ok(None);
+        }
         let leo = self.log.truncate_to(offset)?;
+        drop(state);
         self.publish_leo();
         self.publish_hw(-1);
-        Ok(leo)
+        Ok(Some(leo))
     }
 
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+    /// Empties the log and restarts it at `offset`, on the word of the
+    /// leader of `leader_epoch`; `false` if this replica no longer follows it.
+    pub fn truncate_fully_and_start_at(
+        &self,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<bool, StorageError> {
+        let state = self.read_state();
+        if !Self::follows(&state, leader_epoch) {
+            return Ok(false);
+        }
         self.log.truncate_fully_and_start_at(offset)?;
+        drop(state);
         self.publish_leo();
         self.publish_hw(-1);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -869,6 +998,18 @@ mod tests {
         builder.finish()
     }
 
+    /// `n` one-record batches with offsets assigned from `base`, as a
+    /// leader of epoch 3 would send them.
+    fn records_at(base: i64, n: i64) -> Bytes {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let mut b = batch(1).to_vec();
+            records::set_base_offset_and_epoch(&mut b, base + i, 3);
+            out.extend_from_slice(&b);
+        }
+        Bytes::from(out)
+    }
+
     fn fetch(offset: i64, epoch: i32, last_epoch: i32) -> FollowerFetch {
         FollowerFetch {
             fetch_offset: offset,
@@ -888,18 +1029,18 @@ mod tests {
             0,
             "followers have fetched nothing yet"
         );
-        p.read_for_follower(2, 10, &fetch(5, 0, 0), 1 << 20)
+        p.read_for_follower(2, 10, &fetch(5, 0, 0), 1 << 20, true)
             .unwrap();
         assert_eq!(p.log.high_watermark(), 0, "follower 3 is still at nothing");
-        p.read_for_follower(3, 10, &fetch(3, 0, 0), 1 << 20)
+        p.read_for_follower(3, 10, &fetch(3, 0, 0), 1 << 20, true)
             .unwrap();
         assert_eq!(p.log.high_watermark(), 3);
-        p.read_for_follower(3, 10, &fetch(5, 0, 0), 1 << 20)
+        p.read_for_follower(3, 10, &fetch(5, 0, 0), 1 << 20, true)
             .unwrap();
         assert_eq!(p.log.high_watermark(), 5);
         // A follower going back (it restarted and recovered less) never
         // moves the high watermark backwards.
-        p.read_for_follower(3, 11, &fetch(4, 0, 0), 1 << 20)
+        p.read_for_follower(3, 11, &fetch(4, 0, 0), 1 << 20, true)
             .unwrap();
         assert_eq!(p.log.high_watermark(), 5);
     }
@@ -930,10 +1071,10 @@ mod tests {
                     .await
             })
         };
-        p.read_for_follower(2, 10, &fetch(2, 0, 0), 1 << 20)
+        p.read_for_follower(2, 10, &fetch(2, 0, 0), 1 << 20, true)
             .unwrap();
         assert!(!waiter.is_finished());
-        p.read_for_follower(2, 10, &fetch(3, 0, 0), 1 << 20)
+        p.read_for_follower(2, 10, &fetch(3, 0, 0), 1 << 20, true)
             .unwrap();
         assert_eq!(waiter.await.unwrap(), Ok(()));
         let _ = f._dir;
@@ -977,23 +1118,167 @@ mod tests {
         p.append_as_leader(&batch(2), false, 0).unwrap();
         assert_eq!(p.log.high_watermark(), 2);
         let (_, change) = p
-            .read_for_follower(2, 10, &fetch(1, 0, 0), 1 << 20)
+            .read_for_follower(2, 10, &fetch(1, 0, 0), 1 << 20, true)
             .unwrap();
         assert!(change.is_none(), "not caught up to the high watermark yet");
         let (_, change) = p
-            .read_for_follower(2, 10, &fetch(2, 0, 0), 1 << 20)
+            .read_for_follower(2, 10, &fetch(2, 0, 0), 1 << 20, true)
             .unwrap();
         let change = change.expect("caught up: ISR expansion");
         assert_eq!(change.new_isr, vec![1, 2]);
         assert_eq!(change.partition_epoch, 0);
         let (_, again) = p
-            .read_for_follower(2, 10, &fetch(2, 0, 0), 1 << 20)
+            .read_for_follower(2, 10, &fetch(2, 0, 0), 1 << 20, true)
             .unwrap();
         assert!(again.is_none(), "one change in flight at a time");
         // The coordinator commits it.
-        p.complete_isr_change(Some(&state(ME, 0, &[1, 2], 1)));
+        p.complete_isr_change(
+            &change,
+            &IsrChangeOutcome::Committed(state(ME, 0, &[1, 2], 1)),
+        );
         p.append_as_leader(&batch(1), false, 0).unwrap();
         assert_eq!(p.log.high_watermark(), 2, "follower 2 is in the ISR now");
+    }
+
+    #[test]
+    fn a_lost_isr_answer_keeps_the_proposed_member_counted() {
+        let f = fixture(1);
+        let p = &f.partition;
+        p.make_leader(&state(ME, 0, &[1, 2], 0)).unwrap();
+        p.append_as_leader(&batch(5), false, 0).unwrap();
+        p.read_for_follower(2, 10, &fetch(5, 0, 0), 1 << 20, true)
+            .unwrap();
+        assert_eq!(p.log.high_watermark(), 5);
+        // Replica 3 catches up to the high watermark and is proposed.
+        let (_, change) = p
+            .read_for_follower(3, 10, &fetch(5, 0, 0), 1 << 20, true)
+            .unwrap();
+        let change = change.expect("expansion to 1,2,3");
+        // The answer is lost: the change stays pending, so while 3 lags the
+        // high watermark waits for it (the coordinator may have committed it).
+        assert!(p.isr_change_pending(&change));
+        p.append_as_leader(&batch(5), false, 0).unwrap();
+        p.read_for_follower(2, 10, &fetch(10, 0, 0), 1 << 20, true)
+            .unwrap();
+        assert_eq!(p.log.high_watermark(), 5, "replica 3 is still at 5");
+        // An answer to some other request settles nothing.
+        let mut stale = change.clone();
+        stale.new_isr = vec![1, 2];
+        p.complete_isr_change(&stale, &IsrChangeOutcome::Refused(None));
+        assert!(p.isr_change_pending(&change));
+        // The resent request is refused as stale, with the state showing it
+        // was committed the first time: the ISR is {1,2,3}.
+        p.complete_isr_change(
+            &change,
+            &IsrChangeOutcome::Refused(Some(state(ME, 0, &[1, 2, 3], 1))),
+        );
+        assert!(!p.isr_change_pending(&change));
+        assert_eq!(p.log.high_watermark(), 5);
+        p.read_for_follower(3, 10, &fetch(10, 0, 0), 1 << 20, true)
+            .unwrap();
+        assert_eq!(p.log.high_watermark(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn metadata_with_a_newer_partition_epoch_settles_a_pending_change() {
+        let f = fixture(1);
+        let p = &f.partition;
+        p.make_leader(&state(ME, 0, &[1, 2, 3], 0)).unwrap();
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            p.read_for_follower(2, 10, &fetch(0, 0, -1), 1 << 20, true)
+                .unwrap();
+        }
+        let change = p.maybe_shrink_isr().expect("replica 3 lags");
+        assert!(p.isr_change_pending(&change));
+        // The coordinator fenced broker 3 on its own: a newer partition
+        // epoch, which the pending request's compare-and-set cannot match.
+        p.make_leader(&state(ME, 0, &[1, 2], 1)).unwrap();
+        assert!(!p.isr_change_pending(&change));
+    }
+
+    #[test]
+    fn a_fetch_answer_for_an_old_leadership_never_writes() {
+        let f = fixture(1);
+        let p = &f.partition;
+        p.make_follower(&state(2, 3, &[1, 2], 0));
+        assert!(p.append_as_follower(3, &records_at(0, 2), 2, 0).unwrap());
+        assert_eq!(p.log.log_end_offset(), 2);
+        // This broker is elected; an answer to a fetch sent at epoch 3 arrives.
+        p.make_leader(&state(ME, 4, &[1, 2], 1)).unwrap();
+        assert!(!p.append_as_follower(3, &records_at(2, 2), 4, 0).unwrap());
+        assert_eq!(p.truncate_to(3, 0).unwrap(), None);
+        assert!(!p.truncate_fully_and_start_at(3, 0).unwrap());
+        assert_eq!(p.log.log_end_offset(), 2);
+        assert_eq!(p.subscribe_hw().borrow().leader_epoch, 4);
+    }
+
+    #[test]
+    fn a_leader_that_never_wrote_in_its_epoch_can_follow_again() {
+        // B (this fixture) led epoch 1 at offset 3 without writing; A leads
+        // epoch 2 from the same offset.
+        let b = fixture(1);
+        let a = fixture(1);
+        for p in [&a.partition, &b.partition] {
+            p.make_leader(&state(ME, 0, &[1], 0)).unwrap();
+            p.append_as_leader(&batch(3), false, 0).unwrap();
+        }
+        b.partition.make_leader(&state(ME, 1, &[1], 1)).unwrap();
+        a.partition.make_follower(&state(9, 1, &[9], 1));
+        a.partition.make_leader(&state(ME, 2, &[1, 2], 2)).unwrap();
+        b.partition.make_follower(&state(9, 2, &[9, 1], 2));
+
+        let (offset, last_epoch) = b.partition.follower_fetch_position();
+        assert_eq!((offset, last_epoch), (3, 1));
+        let (read, _) = a
+            .partition
+            .read_for_follower(2, 10, &fetch(offset, 2, last_epoch), 1 << 20, true)
+            .unwrap();
+        assert_eq!(read.diverging_epoch, Some((0, 3)));
+        // Truncating to the log end forgets the empty epoch 1 ...
+        b.partition.truncate_to(2, 3).unwrap();
+        let (offset, last_epoch) = b.partition.follower_fetch_position();
+        assert_eq!((offset, last_epoch), (3, 0));
+        // ... so the next fetch is in line with the leader.
+        let (read, _) = a
+            .partition
+            .read_for_follower(2, 10, &fetch(offset, 2, last_epoch), 1 << 20, true)
+            .unwrap();
+        assert_eq!(read.diverging_epoch, None);
+    }
+
+    #[test]
+    fn a_spent_budget_gets_no_more_batches() {
+        let f = fixture(1);
+        let p = &f.partition;
+        p.make_leader(&state(ME, 0, &[1], 0)).unwrap();
+        p.append_as_leader(&batch(50), false, 0).unwrap();
+        let whole = p
+            .read_for_consumer(0, -1, 1 << 20, true)
+            .unwrap()
+            .records
+            .len();
+        assert!(whole > 100);
+        assert_eq!(
+            p.read_for_consumer(0, -1, 10, true).unwrap().records.len(),
+            whole
+        );
+        assert!(
+            p.read_for_consumer(0, -1, 10, false)
+                .unwrap()
+                .records
+                .is_empty()
+        );
+        assert!(
+            p.read_for_consumer(0, -1, 0, false)
+                .unwrap()
+                .records
+                .is_empty()
+        );
+        assert_eq!(
+            p.read_for_consumer(99, -1, 0, false).unwrap_err().code,
+            ErrorCode::OffsetOutOfRange
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -1005,7 +1290,7 @@ mod tests {
         // Follower 2 keeps up; follower 3 is silent past replica.lag.time.max.ms.
         for _ in 0..5 {
             tokio::time::advance(Duration::from_millis(50)).await;
-            p.read_for_follower(2, 10, &fetch(0, 0, -1), 1 << 20)
+            p.read_for_follower(2, 10, &fetch(0, 0, -1), 1 << 20, true)
                 .unwrap();
         }
         let change = p.maybe_shrink_isr().expect("follower 3 lags");
@@ -1028,13 +1313,13 @@ mod tests {
         // A follower that took offsets 3..6 from a leader of epoch 1 that
         // never committed them.
         let (read, _) = p
-            .read_for_follower(2, 10, &fetch(6, 2, 1), 1 << 20)
+            .read_for_follower(2, 10, &fetch(6, 2, 1), 1 << 20, true)
             .unwrap();
         assert_eq!(read.diverging_epoch, Some((0, 3)));
         assert!(read.records.is_empty());
         // A follower consistent with epoch 0 up to 3 fetches normally.
         let (read, _) = p
-            .read_for_follower(2, 10, &fetch(3, 2, 0), 1 << 20)
+            .read_for_follower(2, 10, &fetch(3, 2, 0), 1 << 20, true)
             .unwrap();
         assert_eq!(read.diverging_epoch, None);
         assert!(!read.records.is_empty());
@@ -1046,13 +1331,13 @@ mod tests {
         let p = &f.partition;
         p.make_leader(&state(ME, 5, &[1, 2], 0)).unwrap();
         let stale = p
-            .read_for_follower(2, 10, &fetch(0, 4, -1), 1 << 20)
+            .read_for_follower(2, 10, &fetch(0, 4, -1), 1 << 20, true)
             .unwrap_err();
         assert_eq!(stale.code, ErrorCode::FencedLeaderEpoch);
-        let future = p.read_for_consumer(0, 6, 1 << 20).unwrap_err();
+        let future = p.read_for_consumer(0, 6, 1 << 20, true).unwrap_err();
         assert_eq!(future.code, ErrorCode::UnknownLeaderEpoch);
         let outsider = p
-            .read_for_follower(9, 10, &fetch(0, 5, -1), 1 << 20)
+            .read_for_follower(9, 10, &fetch(0, 5, -1), 1 << 20, true)
             .unwrap_err();
         assert_eq!(outsider.code, ErrorCode::NotLeaderOrFollower);
     }
@@ -1063,11 +1348,11 @@ mod tests {
         let p = &f.partition;
         p.make_leader(&state(ME, 0, &[1, 2], 0)).unwrap();
         p.append_as_leader(&batch(2), false, 0).unwrap();
-        let read = p.read_for_consumer(0, -1, 1 << 20).unwrap();
+        let read = p.read_for_consumer(0, -1, 1 << 20, true).unwrap();
         assert!(read.records.is_empty(), "nothing is committed yet");
-        p.read_for_follower(2, 10, &fetch(2, 0, 0), 1 << 20)
+        p.read_for_follower(2, 10, &fetch(2, 0, 0), 1 << 20, true)
             .unwrap();
-        let read = p.read_for_consumer(0, -1, 1 << 20).unwrap();
+        let read = p.read_for_consumer(0, -1, 1 << 20, true).unwrap();
         assert!(!read.records.is_empty());
         assert_eq!(read.high_watermark, 2);
     }

@@ -6,7 +6,7 @@
 //! Kafka-wire listener would be a second adapter over the same calls.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,7 +20,13 @@ use tracing::{error, info, warn};
 
 use crate::fetcher::FetcherManager;
 use crate::link::{CoordinatorLink, status_reason};
-use crate::partition::{FollowerFetch, LeaderHint, Partition, PartitionError, ReadResult};
+use crate::meta;
+use crate::partition::{
+    FollowerFetch, IsrChangeOutcome, LeaderHint, Partition, PartitionError, ReadResult,
+};
+
+/// Pause before an ISR change whose answer was lost is sent again.
+const ISR_CHANGE_RESEND: Duration = Duration::from_millis(200);
 use crate::settings::{self, Settings};
 
 /// Produce `acks`.
@@ -112,6 +118,8 @@ pub struct ReplicaIdentity {
 #[derive(Debug, Clone)]
 pub struct FetchPartition {
     pub tp: TopicPartition,
+    /// The topic id the fetcher's log belongs to, when it says (followers do).
+    pub topic_id: Option<[u8; 16]>,
     pub fetch_offset: i64,
     pub current_leader_epoch: i32,
     pub last_fetched_epoch: i32,
@@ -150,16 +158,37 @@ pub struct ReplicaManager {
     logs: Arc<LogManager>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     image: RwLock<MetadataImage>,
+    /// The cluster this broker's logs belong to (`meta.properties`), and
+    /// whether the current watch is being refused for naming another.
+    cluster: Mutex<ClusterIdentity>,
+    /// Partitions whose last state could not be applied (a log that would
+    /// not open, an epoch checkpoint that would not write): retried until
+    /// they take, since no new metadata may come to retry them.
+    failed: Mutex<BTreeSet<TopicPartition>>,
+    /// Set by `stop_all_partitions`: metadata arriving later is not applied.
+    stopped: std::sync::atomic::AtomicBool,
     link: Arc<CoordinatorLink>,
     fetchers: FetcherManager,
 }
 
+#[derive(Debug, Default)]
+struct ClusterIdentity {
+    cluster_id: Option<String>,
+    refusing: bool,
+}
+
 impl ReplicaManager {
+    /// `cluster_id` is what the log dirs' `meta.properties` recorded, if
+    /// anything yet.
     pub fn new(
         settings: Arc<Settings>,
         logs: Arc<LogManager>,
         link: Arc<CoordinatorLink>,
+        cluster_id: Option<String>,
     ) -> Arc<ReplicaManager> {
+        if let Some(id) = &cluster_id {
+            link.set_cluster_id(id);
+        }
         Arc::new_cyclic(|weak| ReplicaManager {
             broker_id: settings.broker_id,
             fetchers: FetcherManager::new(settings.clone(), link.clone(), weak.clone()),
@@ -167,8 +196,58 @@ impl ReplicaManager {
             logs,
             partitions: RwLock::new(HashMap::new()),
             image: RwLock::new(MetadataImage::default()),
+            cluster: Mutex::new(ClusterIdentity {
+                cluster_id,
+                refusing: false,
+            }),
+            failed: Mutex::new(BTreeSet::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             link,
         })
+    }
+
+    /// Checks an update's cluster against the one the logs belong to,
+    /// recording it on first contact. Returns `None` to refuse the update,
+    /// else whether the cluster id was known before (so a snapshot that
+    /// omits a topic means the topic is gone, not that the coordinator is
+    /// new to this broker).
+    fn check_cluster(&self, update: &MetadataUpdate) -> Option<bool> {
+        let mut cluster = self.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        if update.cluster_id.is_empty() {
+            return (!cluster.refusing).then_some(cluster.cluster_id.is_some());
+        }
+        match &cluster.cluster_id {
+            Some(known) if *known == update.cluster_id => {
+                if cluster.refusing {
+                    info!("The coordinator serves cluster {known} again");
+                    cluster.refusing = false;
+                }
+                Some(true)
+            }
+            Some(known) => {
+                if !cluster.refusing {
+                    error!(
+                        "Refusing metadata of cluster {}: this broker's logs belong to cluster {known} (was the coordinator started on another dataDir?)",
+                        update.cluster_id
+                    );
+                    cluster.refusing = true;
+                }
+                None
+            }
+            None => {
+                let id = update.cluster_id.clone();
+                match meta::store(&self.settings.log_dirs, self.broker_id, &id) {
+                    Ok(()) => info!(
+                        "The logs of broker {} belong to cluster {id}",
+                        self.broker_id
+                    ),
+                    Err(err) => error!("Cannot record the cluster id {id}: {err}"),
+                }
+                self.link.set_cluster_id(&id);
+                cluster.cluster_id = Some(id);
+                Some(false)
+            }
+        }
     }
 
     pub fn broker_id(&self) -> i32 {
@@ -374,6 +453,7 @@ impl ReplicaManager {
         partitions: &[Option<Arc<Partition>>],
     ) -> Vec<FetchResult> {
         let mut budget = request.max_bytes;
+        let mut any_data = false;
         let mut results = Vec::with_capacity(partitions.len());
         for (fetch, partition) in request.partitions.iter().zip(partitions) {
             let mut result = FetchResult {
@@ -387,9 +467,32 @@ impl ReplicaManager {
                 results.push(result);
                 continue;
             };
-            // The first partition with data always gets a whole batch, even
-            // over the budget, so one large batch cannot stall a consumer.
-            let max_bytes = fetch.max_bytes.min(budget.max(1));
+            if fetch
+                .topic_id
+                .is_some_and(|id| id != partition.log.topic_id())
+            {
+                // The topic was deleted and created again, and one side has
+                // not seen it yet: the old topic's records must not flow.
+                result.error = Some(PartitionError::new(
+                    ErrorCode::InconsistentTopicId,
+                    format!(
+                        "the topic id of the fetch does not match this broker's log of {}",
+                        fetch.tp
+                    ),
+                ));
+                results.push(result);
+                continue;
+            }
+            // Until some partition has returned data, a partition gets a
+            // whole batch even over the budget, so one large batch cannot
+            // stall a reader; after that the budget is a hard limit, so the
+            // answer stays within max_bytes plus one batch.
+            let min_one_batch = !any_data;
+            let max_bytes = if min_one_batch {
+                fetch.max_bytes.min(budget.max(1))
+            } else {
+                fetch.max_bytes.min(budget)
+            };
             let read = match request.replica {
                 Some(replica) => partition
                     .read_for_follower(
@@ -401,6 +504,7 @@ impl ReplicaManager {
                             last_fetched_epoch: fetch.last_fetched_epoch,
                         },
                         max_bytes,
+                        min_one_batch,
                     )
                     .map(|(read, isr_change)| {
                         if let Some(change) = isr_change {
@@ -412,11 +516,13 @@ impl ReplicaManager {
                     fetch.fetch_offset,
                     fetch.current_leader_epoch,
                     max_bytes,
+                    min_one_batch,
                 ),
             };
             match read {
                 Ok(read) => {
                     budget = budget.saturating_sub(read.records.len());
+                    any_data |= !read.records.is_empty();
                     result.read = read;
                 }
                 Err(err) => {
@@ -500,6 +606,10 @@ impl ReplicaManager {
 
     // ------------------------------------------------------------ ISR
 
+    /// Sends an ISR change and settles it with the answer. A lost answer
+    /// (timeout, broken connection) is asked for again with the same
+    /// request until the change is answered or superseded: the coordinator
+    /// may have committed it, so it must not be forgotten.
     fn send_isr_change(
         self: &Arc<Self>,
         partition: Arc<Partition>,
@@ -507,28 +617,37 @@ impl ReplicaManager {
     ) {
         let manager = self.clone();
         tokio::spawn(async move {
-            request.broker_epoch = manager.link.broker_epoch();
-            match manager.link.alter_partition(request.clone()).await {
-                Ok(response) => {
-                    let code = ErrorCode::from_code(response.error_code);
-                    if code.is_ok() {
-                        partition.complete_isr_change(response.partition.as_ref());
-                    } else {
-                        info!(
-                            "ISR change of {} to {:?} refused by the coordinator: {code}: {}",
-                            partition.tp, request.new_isr, response.error_message
-                        );
-                        partition.complete_isr_change(None);
+            loop {
+                request.broker_epoch = manager.link.broker_epoch();
+                match manager.link.alter_partition(request.clone()).await {
+                    Ok(response) => {
+                        let code = ErrorCode::from_code(response.error_code);
+                        let outcome = match (code, response.partition) {
+                            (ErrorCode::None, Some(state)) => IsrChangeOutcome::Committed(state),
+                            (ErrorCode::None, None) => IsrChangeOutcome::Refused(None),
+                            (_, state) => {
+                                info!(
+                                    "ISR change of {} to {:?} refused by the coordinator: {code}: {}",
+                                    partition.tp, request.new_isr, response.error_message
+                                );
+                                IsrChangeOutcome::Refused(state)
+                            }
+                        };
+                        partition.complete_isr_change(&request, &outcome);
+                        return;
                     }
-                }
-                Err(status) => {
-                    warn!(
-                        "ISR change of {} to {:?} failed: {}",
-                        partition.tp,
-                        request.new_isr,
-                        status_reason(&status)
-                    );
-                    partition.complete_isr_change(None);
+                    Err(status) => {
+                        warn!(
+                            "ISR change of {} to {:?} got no answer ({}); asking again",
+                            partition.tp,
+                            request.new_isr,
+                            status_reason(&status)
+                        );
+                        tokio::time::sleep(ISR_CHANGE_RESEND).await;
+                        if !partition.isr_change_pending(&request) {
+                            return;
+                        }
+                    }
                 }
             }
         });
@@ -552,6 +671,24 @@ impl ReplicaManager {
         // it, so a Metadata answer never names this broker as a leader
         // before it leads. Nothing below reads the image.
         let mut image = self.image.write().unwrap_or_else(|e| e.into_inner());
+        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            return image.version;
+        }
+        let Some(cluster_known) = self.check_cluster(update) else {
+            return image.version;
+        };
+        // Logs are deleted only on the coordinator's explicit word: a topic
+        // removed in this update, or a snapshot (of the cluster these logs
+        // are known to belong to) that no longer has it.
+        let deletions_trusted = !update.snapshot || cluster_known;
+        let removed_topics: BTreeSet<&str> = update
+            .records
+            .iter()
+            .filter_map(|r| match &r.record {
+                Some(Record::RemoveTopic(t)) => Some(t.name.as_str()),
+                _ => None,
+            })
+            .collect();
         let mut touched_topics: BTreeSet<String> = BTreeSet::new();
         let mut touched: BTreeSet<(String, i32)> = BTreeSet::new();
         let mut brokers_changed = false;
@@ -606,7 +743,17 @@ impl ReplicaManager {
                     self.apply_partition_state(&tp, info, state);
                 }
                 Some(_) => self.remove_partition(&tp, true),
-                None => self.remove_partition(&tp, topic.is_none()),
+                None => {
+                    let gone = topic.is_none()
+                        && (removed_topics.contains(tp.topic.as_str())
+                            || (update.snapshot && deletions_trusted));
+                    if topic.is_none() && !gone {
+                        warn!(
+                            "Keeping the log of {tp}: the coordinator does not know the topic, but never said it was deleted"
+                        );
+                    }
+                    self.remove_partition(&tp, gone);
+                }
             }
         }
         if brokers_changed || update.snapshot {
@@ -616,11 +763,60 @@ impl ReplicaManager {
     }
 
     fn apply_partition_state(&self, tp: &TopicPartition, info: &TopicInfo, state: &PartitionState) {
+        let applied = self.try_apply_partition_state(tp, info, state);
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if applied {
+            failed.remove(tp);
+        } else {
+            failed.insert(tp.clone());
+        }
+    }
+
+    /// Applies the current state of every partition that failed to take it
+    /// (called periodically).
+    pub fn retry_failed_partitions(&self) {
+        let pending: Vec<TopicPartition> = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let image = self.image.read().unwrap_or_else(|e| e.into_inner());
+        for tp in pending {
+            match image
+                .topics
+                .get(&tp.topic)
+                .and_then(|t| t.partitions.get(&tp.partition).map(|p| (&t.info, p)))
+            {
+                Some((info, state)) if state.replicas.contains(&self.broker_id) => {
+                    self.apply_partition_state(&tp, info, state);
+                }
+                _ => {
+                    self.failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&tp);
+                }
+            }
+        }
+    }
+
+    /// Returns false if the state could not be applied (to be retried).
+    fn try_apply_partition_state(
+        &self,
+        tp: &TopicPartition,
+        info: &TopicInfo,
+        state: &PartitionState,
+    ) -> bool {
         let partition = match self.ensure_partition(tp, info) {
             Ok(partition) => partition,
             Err(err) => {
-                error!("Cannot open the log of {tp}: {err}; this replica stays offline");
-                return;
+                error!("Cannot open the log of {tp}: {err}; retrying");
+                return false;
             }
         };
         if state.leader == self.broker_id {
@@ -636,7 +832,10 @@ impl ReplicaManager {
                     );
                 }
                 Ok(false) => {}
-                Err(err) => error!("Cannot become the leader of {tp}: {err}"),
+                Err(err) => {
+                    error!("Cannot become the leader of {tp}: {err}; retrying");
+                    return false;
+                }
             }
         } else {
             match partition.make_follower(state) {
@@ -657,6 +856,7 @@ impl ReplicaManager {
                 None => {}
             }
         }
+        true
     }
 
     fn ensure_partition(
@@ -726,6 +926,10 @@ impl ReplicaManager {
 
     /// Stops serving every partition (the last step before the logs close).
     pub fn stop_all_partitions(&self) {
+        // Under the image lock: no metadata application is half done.
+        let _image = self.image.write().unwrap_or_else(|e| e.into_inner());
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Release);
         for partition in self.partitions() {
             partition.stop();
         }

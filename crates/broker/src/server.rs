@@ -39,6 +39,8 @@ pub enum BrokerError {
     CoordinatorAddress(String),
     #[error("the log recovery task failed: {0}")]
     Recovery(String),
+    #[error("{0}")]
+    Meta(#[from] crate::meta::MetaError),
 }
 
 /// A started broker. Dropping it does not stop it; call [`RunningBroker::shutdown`].
@@ -122,7 +124,8 @@ pub async fn start(settings: Settings) -> Result<RunningBroker, BrokerError> {
         Duration::from_millis(u64::from(settings.zookeeper_connection_timeout_ms));
     let link = CoordinatorLink::new(&coordinators, connect_timeout, registration)
         .map_err(|e| BrokerError::CoordinatorAddress(e.to_string()))?;
-    let core = ReplicaManager::new(settings.clone(), logs.clone(), link.clone());
+    let cluster_id = crate::meta::load(&settings.log_dirs, broker_id)?;
+    let core = ReplicaManager::new(settings.clone(), logs.clone(), link.clone(), cluster_id);
 
     let (serving, serving_rx) = watch::channel(true);
     let mut servers = Vec::new();
@@ -169,6 +172,11 @@ pub async fn start(settings: Settings) -> Result<RunningBroker, BrokerError> {
             info!("[Kafka Server {broker_id}], started");
         }
     }));
+    tasks.push(spawn_periodic(
+        Duration::from_secs(1),
+        core.clone(),
+        |core| core.retry_failed_partitions(),
+    ));
     tasks.push(spawn_periodic(
         settings::replica_lag_time_max(&settings) / 2,
         core.clone(),

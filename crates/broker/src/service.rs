@@ -44,6 +44,11 @@ const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_FETCH_MAX_BYTES: usize = 52_428_800;
 const DEFAULT_PARTITION_FETCH_MAX_BYTES: usize = 1_048_576;
 
+/// The most any fetch answer carries, whatever the client asks: with one
+/// batch over it, an answer stays well inside the gRPC message limit, and a
+/// request cannot make the broker read gigabytes into memory.
+const FETCH_MAX_BYTES_CAP: usize = 64 * 1024 * 1024;
+
 /// The broker service as seen through one listener (Metadata answers with
 /// that listener's endpoints).
 #[derive(Debug, Clone)]
@@ -190,7 +195,8 @@ impl Broker for BrokerService {
             }),
             max_wait: Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT),
             min_bytes: request.min_bytes.max(0) as usize,
-            max_bytes: positive_or(request.max_bytes, DEFAULT_FETCH_MAX_BYTES),
+            max_bytes: positive_or(request.max_bytes, DEFAULT_FETCH_MAX_BYTES)
+                .min(FETCH_MAX_BYTES_CAP),
             partitions: request
                 .partitions
                 .into_iter()
@@ -199,13 +205,15 @@ impl Broker for BrokerService {
                         topic: p.topic,
                         partition: p.partition,
                     },
+                    topic_id: <[u8; 16]>::try_from(&p.topic_id[..]).ok(),
                     fetch_offset: p.fetch_offset,
                     current_leader_epoch: p.current_leader_epoch,
                     last_fetched_epoch: p.last_fetched_epoch,
                     max_bytes: positive_or(
                         p.partition_max_bytes,
                         DEFAULT_PARTITION_FETCH_MAX_BYTES,
-                    ),
+                    )
+                    .min(FETCH_MAX_BYTES_CAP),
                 })
                 .collect(),
         };

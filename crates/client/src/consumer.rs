@@ -379,6 +379,7 @@ impl Consumer {
                     current_leader_epoch: epoch,
                     last_fetched_epoch: -1,
                     partition_max_bytes: self.config.max_partition_fetch_bytes,
+                    topic_id: Default::default(),
                 },
                 tp.clone(),
                 state.generation,

@@ -184,6 +184,7 @@ async fn activate(client: &mut Client, broker_id: i32) -> mpsc::Sender<Heartbeat
             rack: String::new(),
             incarnation_id: format!("bench-{broker_id}"),
             session_timeout_ms: 60_000,
+            cluster_id: String::new(),
         })
         .await
         .expect("registered")

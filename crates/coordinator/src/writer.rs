@@ -587,6 +587,22 @@ impl Decider<'_> {
         changes: &mut Changes<'_>,
         request: &RegisterBrokerRequest,
     ) -> Result<RegisterBrokerResponse, Malformed> {
+        let cluster_id = &changes.image().cluster_id;
+        if !request.cluster_id.is_empty() && request.cluster_id != *cluster_id {
+            warn!(
+                "Refused broker {}: its logs belong to cluster {}, this coordinator serves cluster {}",
+                request.broker_id, request.cluster_id, cluster_id
+            );
+            return Ok(RegisterBrokerResponse {
+                error_code: ErrorCode::InconsistentClusterId.code(),
+                error_message: format!(
+                    "broker {} belongs to cluster {}, but this coordinator serves cluster {} (a coordinator started on another dataDir?)",
+                    request.broker_id, request.cluster_id, cluster_id
+                ),
+                broker_epoch: -1,
+                session_timeout_ms: 0,
+            });
+        }
         let session_timeout = self
             .settings
             .grant_session_timeout(request.session_timeout_ms);

@@ -132,6 +132,7 @@ async fn activate_broker(
             rack: String::new(),
             incarnation_id: incarnation.into(),
             session_timeout_ms: 6000,
+            cluster_id: String::new(),
         })
         .await
         .unwrap()

@@ -70,6 +70,41 @@ async fn a_broker_is_fenced_until_caught_up_and_retries_keep_their_epoch() {
 }
 
 #[tokio::test]
+async fn a_broker_of_another_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = TestCoordinator::start(test_settings(dir.path())).await;
+    let mut client = coordinator.client().await;
+    let cluster_id = client
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .cluster_id;
+
+    let mut request = register_request(1, "elsewhere", 2000);
+    request.cluster_id = "AAAAAAAAAAAAAAAAAAAAAA".into();
+    let response = client.register_broker(request).await.unwrap().into_inner();
+    assert_eq!(code(response.error_code), ErrorCode::InconsistentClusterId);
+    assert!(
+        response.error_message.contains("AAAAAAAAAAAAAAAAAAAAAA"),
+        "{}",
+        response.error_message
+    );
+    let cluster = client
+        .describe_cluster(DescribeClusterRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cluster.brokers.is_empty(), "nothing was registered");
+
+    // Its own cluster id, or none yet, is welcome.
+    let mut request = register_request(1, "home", 2000);
+    request.cluster_id = cluster_id;
+    let response = client.register_broker(request).await.unwrap().into_inner();
+    assert_eq!(code(response.error_code), ErrorCode::None);
+}
+
+#[tokio::test]
 async fn a_lapsed_session_fences_the_broker_and_moves_its_leaderships() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = TestCoordinator::start(test_settings(dir.path())).await;

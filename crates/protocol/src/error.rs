@@ -67,6 +67,7 @@ error_codes! {
     DuplicateBrokerRegistration = 101, false, "DUPLICATE_BROKER_REGISTRATION", "this broker id is already in use";
     BrokerIdNotRegistered = 102, false, "BROKER_ID_NOT_REGISTERED", "the broker id is not registered";
     InconsistentTopicId = 103, true, "INCONSISTENT_TOPIC_ID", "the log's topic id differs from the request's";
+    InconsistentClusterId = 104, false, "INCONSISTENT_CLUSTER_ID", "the cluster id in the request differs from the server's";
     IneligibleReplica = 107, false, "INELIGIBLE_REPLICA", "the new ISR holds a replica that may not join it";
     NewLeaderElected = 108, false, "NEW_LEADER_ELECTED", "the partition has a new leader";
 }

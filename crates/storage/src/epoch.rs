@@ -97,6 +97,12 @@ impl LeaderEpochCache {
         Ok(cache)
     }
 
+    /// Puts back entries taken with [`LeaderEpochCache::entries`] (after a
+    /// change that could not be persisted).
+    pub(crate) fn restore(&mut self, entries: Vec<EpochEntry>) {
+        self.entries = entries;
+    }
+
     pub(crate) fn entries(&self) -> &[EpochEntry] {
         &self.entries
     }

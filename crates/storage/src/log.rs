@@ -569,9 +569,11 @@ impl Log {
             appender.created_ms = now_ms;
         }
 
-        // The epoch history first: if it cannot be written, nothing is.
+        // The epoch history first: if it cannot be written, nothing is (and
+        // memory goes back to what the disk holds).
         let epoch_assigned = {
             let mut epochs = lock(&self.epochs);
+            let before = epochs.entries().to_vec();
             let mut changed = false;
             match leader_epoch {
                 Some(epoch) => changed |= epochs.assign(epoch, first_offset),
@@ -581,8 +583,9 @@ impl Log {
                     }
                 }
             }
-            if changed {
-                epochs.persist()?;
+            if changed && let Err(err) = epochs.persist() {
+                epochs.restore(before);
+                return Err(err);
             }
             changed
         };
@@ -876,6 +879,15 @@ impl Log {
         let _flusher = lock(&self.flusher);
         let log_end_offset = self.log_end_offset();
         if offset >= log_end_offset {
+            // No batch goes, but an epoch that starts at the log end does:
+            // a broker that led an epoch without writing in it recorded
+            // `(epoch, LEO)`, and as a follower it must forget that epoch or
+            // every fetch would report it and be told to truncate here
+            // again, forever. (Kafka truncates its epoch cache here too.)
+            let mut epochs = lock(&self.epochs);
+            if epochs.truncate_from_end(log_end_offset) {
+                epochs.persist()?;
+            }
             return Ok(log_end_offset);
         }
         let segments = self.segments();

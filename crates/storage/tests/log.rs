@@ -559,3 +559,22 @@ fn a_new_leader_epoch_starts_at_the_log_end_even_before_any_append() {
     let (_m, log) = open(dir.path(), small_config(1 << 20));
     assert_eq!(log.epoch_entries(), vec![(0, 0), (4, 3)]);
 }
+
+#[test]
+fn truncating_at_the_end_forgets_an_epoch_begun_without_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_m, log) = open(dir.path(), small_config(1 << 20));
+    log.append_as_leader(&batch(3, 10, 1_000, 1), 0, 2_000)
+        .unwrap();
+    // Led epoch 1 without writing, then became a follower again.
+    log.assign_leader_epoch(1).unwrap();
+    assert_eq!(log.latest_epoch(), Some(1));
+    assert_eq!(log.truncate_to(3).unwrap(), 3);
+    assert_eq!(log.epoch_entries(), vec![(0, 0)]);
+    assert_eq!(log.latest_epoch(), Some(0));
+    // Past the end too, and nothing else changes.
+    log.assign_leader_epoch(2).unwrap();
+    assert_eq!(log.truncate_to(10).unwrap(), 3);
+    assert_eq!(log.epoch_entries(), vec![(0, 0)]);
+    assert_eq!(read_all(&log, 0).len(), 1);
+}

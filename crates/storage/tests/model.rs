@@ -180,6 +180,11 @@ fn run(ops: Vec<Op>, segment_bytes: u64) -> Result<(), TestCaseError> {
                     let end = model.batches.last().map_or(0, |b| b.1);
                     model.start = model.start.min(end);
                     model.epochs.retain(|&(_, s)| s < new_end);
+                } else {
+                    // Truncating at or past the end drops epochs that start
+                    // at the end (begun without a batch).
+                    let end = model.end();
+                    model.epochs.retain(|&(_, s)| s < end);
                 }
                 prop_assert_eq!(new_end, model.end());
             }

@@ -219,6 +219,7 @@ mod tests {
             rack: String::new(),
             incarnation_id: incarnation.into(),
             session_timeout_ms: 6000,
+            cluster_id: String::new(),
         }
     }
 

@@ -125,6 +125,7 @@ pub fn register_request(
         rack: String::new(),
         incarnation_id: incarnation.into(),
         session_timeout_ms,
+        cluster_id: String::new(),
     }
 }
 
