@@ -31,9 +31,11 @@ stop() {
 }
 trap 'asked_to_stop=1; stop' INT TERM
 
-# Either daemon exiting on its own (a port in use, say) stops the other.
+# The cluster lives as long as the coordinator: a broker that dies (the
+# quickstart kills one with kill -9) can be started again by hand, as in
+# Kafka; the coordinator exiting on its own (a port in use, say) ends it.
 status=0
-wait -n "$zookeeper" "$broker" || status=$?
+wait "$zookeeper" || status=$?
 stop
 # Stopped by Ctrl-C or SIGTERM: both daemons shut down cleanly, so exit 0.
 [ "$asked_to_stop" = 1 ] && status=0
