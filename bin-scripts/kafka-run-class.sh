@@ -4,8 +4,9 @@
 #
 # Every other script in bin-scripts/ is a one-line wrapper around this one, as
 # in Kafka. It works from any directory, builds the release binaries on first
-# use if they are missing, and execs the binary so that signals and the exit
-# status pass straight through.
+# use if they are missing (and again when the sources are newer than them),
+# and execs the binary so that signals and the exit status pass straight
+# through.
 #
 # KAFKA_RS_BIN_DIR, if set, names a directory holding the binaries to run
 # instead (the Docker image and the test harness use it).
@@ -30,6 +31,11 @@ else
     if [ ! -x "$bin_dir/$probe" ]; then
         echo "Building the release binaries (first use; this takes a few minutes)..." >&2
         cargo build --release --workspace --bins --manifest-path "$base_dir/Cargo.toml" >&2
+    elif [ -n "$(find "$base_dir/crates" "$base_dir/Cargo.lock" -newer "$bin_dir/$probe" -type f -print -quit 2>/dev/null)" ]; then
+        # Sources changed since the build (a git pull, say): never run stale binaries.
+        echo "Sources changed since the last build; rebuilding the release binaries..." >&2
+        cargo build --release --workspace --bins --manifest-path "$base_dir/Cargo.toml" >&2
+        touch "$bin_dir/$probe"
     fi
 fi
 
