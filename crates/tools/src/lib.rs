@@ -1,6 +1,8 @@
 //! Kafka's command-line tools as thin front-ends over the `client` crate:
-//! `kafka-topics`, `kafka-console-producer` and `kafka-console-consumer`,
-//! with Kafka's option names, output and exit codes.
+//! `kafka-topics`, `kafka-console-producer`, `kafka-console-consumer` and
+//! the performance tools `kafka-producer-perf-test`,
+//! `kafka-consumer-perf-test` and `kafka-e2e-latency`, with Kafka's option
+//! names, output and exit codes.
 //!
 //! Each tool is a module with a clap argument struct, a validation step
 //! that gives Kafka's one-line messages, and a `run` that writes to the
@@ -10,6 +12,10 @@
 
 pub mod console_consumer;
 pub mod console_producer;
+pub mod consumer_perf;
+pub mod e2e_latency;
+pub mod perf;
+pub mod producer_perf;
 pub mod topics;
 
 use std::ffi::OsString;
@@ -122,6 +128,42 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
+    }
+}
+
+/// Runs a tool whose output goes to standard output: parse, run on the
+/// tools' runtime, and turn the outcome into one line on stderr and an
+/// exit status (1 for any failure).
+pub fn main_with_stdout<T, F, Fut>(run: F) -> ExitCode
+where
+    T: Parser,
+    F: FnOnce(T, std::io::Stdout) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
+{
+    config::init_logging(tracing::Level::WARN);
+    let args: T = match parse_args(std::env::args_os()) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ERROR cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(args, std::io::stdout()));
+    runtime.shutdown_background();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Command(err)) => {
+            eprintln!("ERROR {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
