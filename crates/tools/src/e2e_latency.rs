@@ -147,7 +147,8 @@ pub async fn run(args: &E2eArgs, out: &mut impl Write) -> Result<(), Failure> {
             )));
         }
         if i % 1000 == 0 {
-            writeln!(out, "{i}\t{}", elapsed.as_secs_f64() * 1000.0).map_err(|err| write_error(&err))?;
+            writeln!(out, "{i}\t{}", elapsed.as_secs_f64() * 1000.0)
+                .map_err(|err| write_error(&err))?;
         }
         latencies.push(elapsed);
     }

@@ -211,6 +211,10 @@ pub(crate) struct Accumulator {
     partitions: Vec<PartitionQueue>,
     topic_partitions: Vec<TopicPartition>,
     index: HashMap<String, HashMap<i32, usize>>,
+    /// The queue the previous record went to: a producer usually sends
+    /// run after run to one partition (the sticky partitioner makes sure of
+    /// it), and a string compare is far cheaper than two hash lookups.
+    last_queue: Option<usize>,
     /// Where the next drain starts, so no partition is always last.
     drain_start: usize,
     next_batch_id: u64,
@@ -224,6 +228,7 @@ impl Accumulator {
             partitions: Vec::new(),
             topic_partitions: Vec::new(),
             index: HashMap::new(),
+            last_queue: None,
             drain_start: 0,
             next_batch_id: 0,
             incomplete,
@@ -231,8 +236,15 @@ impl Accumulator {
     }
 
     fn queue_index(&mut self, topic: &str, partition: i32) -> usize {
+        if let Some(i) = self.last_queue {
+            let tp = &self.topic_partitions[i];
+            if tp.partition == partition && tp.topic == topic {
+                return i;
+            }
+        }
         // Looked up by &str: no key allocation on the hot path.
         if let Some(&i) = self.index.get(topic).and_then(|p| p.get(&partition)) {
+            self.last_queue = Some(i);
             return i;
         }
         let i = self.partitions.len();
@@ -243,6 +255,7 @@ impl Accumulator {
             .entry(topic.to_owned())
             .or_default()
             .insert(partition, i);
+        self.last_queue = Some(i);
         i
     }
 
@@ -322,7 +335,9 @@ impl Accumulator {
             sequence,
             builder: Some(RecordBatchBuilder::with_capacity(self.config.batch_size)),
             encoded: None,
-            records: Vec::new(),
+            // Room for a full batch of small records, so the list does not
+            // regrow (and fault in fresh pages) record after record.
+            records: Vec::with_capacity((self.config.batch_size / 64).clamp(16, 16_384)),
             created_at: now,
             attempts: 0,
             retry_after: None,
