@@ -168,14 +168,19 @@ where
             TimestampType::LogAppendTime => header.max_timestamp,
             TimestampType::CreateTime => header.base_timestamp + record.timestamp_delta,
         };
-        let headers = record
-            .headers()?
-            .into_iter()
-            .map(|h| RecordHeader {
-                key: h.key.to_owned(),
-                value: h.value.map(|v| records.slice_ref(v)),
-            })
-            .collect();
+        // Most records carry no headers: skip the parse-and-collect for them.
+        let headers = if record.header_count == 0 {
+            Vec::new()
+        } else {
+            record
+                .headers()?
+                .into_iter()
+                .map(|h| RecordHeader {
+                    key: h.key.to_owned(),
+                    value: h.value.map(|v| records.slice_ref(v)),
+                })
+                .collect()
+        };
         out.push(Record {
             offset: header.base_offset + i64::from(record.offset_delta),
             timestamp,
