@@ -406,9 +406,15 @@ def write_report(rows, limits, rss, load_before, load_after, elapsed):
     }
     lines = [BEGIN, "", "## Whole cluster (`bin-scripts/benchmark.sh`)", ""]
     mode = "BENCH_QUICK=1 (small counts: figures are indicative only)" if QUICK else "full run"
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
     lines += [
         f"Made by `{'BENCH_QUICK=1 ' if QUICK else ''}bin-scripts/benchmark.sh` on "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {mode}, in {elapsed:.0f} s. "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} at commit {commit}, {mode}, "
+        f"in {elapsed:.0f} s. "
         f"Load average before: {load_before[0]:.2f} / {load_before[1]:.2f} / "
         f"{load_before[2]:.2f}; after: {load_after[0]:.2f} / {load_after[1]:.2f} / "
         f"{load_after[2]:.2f} (1 / 5 / 15 min). {os.cpu_count()} cores; producer, brokers and "
@@ -440,7 +446,8 @@ def write_report(rows, limits, rss, load_before, load_after, elapsed):
         else:
             latency = "-"
         gigabytes = row["bytes"] / 1e9
-        cpu = f"{row['cpu_s'] / gigabytes:.1f}" if gigabytes > 0 else "-"
+        # Latency cases idle most of the time: CPU per GB says nothing there.
+        cpu = f"{row['cpu_s'] / gigabytes:.1f}" if row.get("bound") else "-"
         if row.get("target"):
             met = "met" if row["rate"] >= row["target"] else "not met"
             target = f"≥ {fmt_rate(row['target'])}/s: {met}"
