@@ -7,8 +7,9 @@
 //! to another one chosen at random, preferring partitions that have a leader.
 //! `partitioner.class=...RoundRobinPartitioner` cycles instead.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+
+use crate::cluster::TopicMap;
 
 /// Kafka's murmur2 hash of a key (`Utils.murmur2`), as a signed 32-bit value.
 pub fn murmur2(data: &[u8]) -> i32 {
@@ -71,7 +72,7 @@ pub enum UnkeyedPartitioning {
 pub(crate) struct UnkeyedPartitioner {
     mode: UnkeyedPartitioning,
     batch_size: usize,
-    topics: HashMap<String, StickyState>,
+    topics: TopicMap<String, StickyState>,
     rng: XorShift,
 }
 
@@ -89,7 +90,7 @@ impl UnkeyedPartitioner {
         UnkeyedPartitioner {
             mode,
             batch_size: batch_size.max(1),
-            topics: HashMap::new(),
+            topics: TopicMap::default(),
             rng: XorShift::from_entropy(),
         }
     }

@@ -26,6 +26,10 @@ use crate::{Failure, load_properties, parse_key_values};
 /// Kafka's reporting interval.
 const REPORTING_INTERVAL: Duration = Duration::from_secs(5);
 
+/// What the producer counts against `buffer.memory` for a record beyond
+/// its payload, at the least (a RecordBatch v2 header).
+const BATCH_HEADER_BYTES: usize = 61;
+
 /// At most this many latency samples are kept (Kafka's bound).
 const MAX_SAMPLES: u64 = 500_000;
 
@@ -277,13 +281,19 @@ pub async fn run(args: &ProducerPerfArgs, out: &mut impl Write) -> Result<(), Fa
     let payloads = args.payloads()?;
     let config = producer_config(&args.properties()?)?;
     ensure_reachable(&config.common.bootstrap_servers).await?;
+    // buffer.memory bounds the records in flight (each counts at least its
+    // payload and a batch header); reserving that once spares the queue
+    // regrowing, and faulting fresh pages in, while it fills.
+    let smallest = payloads.iter().map(Bytes::len).min().unwrap_or(0);
+    let in_flight_bound = config.buffer_memory / (smallest + BATCH_HEADER_BYTES);
+    let mut in_flight: VecDeque<InFlight> =
+        VecDeque::with_capacity(in_flight_bound.min(args.num_records as usize) + 1);
     let producer = Producer::new(config)?;
     let topic = args.topic.clone();
     let mut random = XorShift::from_clock();
     let start = Instant::now();
     let mut stats = Stats::new(args.num_records, start);
     let mut outcome = Outcome::default();
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let throttle = (args.throughput > 0.0).then(|| Duration::from_secs_f64(1.0 / args.throughput));
     // One clock read per record (clock reads are costly on a VM): the time
     // a send returns is both when the acknowledgements seen then arrived

@@ -14,7 +14,7 @@ use protocol::ErrorCode;
 use records::{Compression, HeaderRef, RecordBatchBuilder};
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
-use crate::cluster::{TopicPartition, lock};
+use crate::cluster::{TopicMap, TopicPartition, lock};
 use crate::codec;
 use crate::error::ClientError;
 use crate::producer::RecordMetadata;
@@ -210,7 +210,7 @@ pub(crate) struct Accumulator {
     config: AccumulatorConfig,
     partitions: Vec<PartitionQueue>,
     topic_partitions: Vec<TopicPartition>,
-    index: HashMap<String, HashMap<i32, usize>>,
+    index: TopicMap<String, HashMap<i32, usize>>,
     /// The queue the previous record went to: a producer usually sends
     /// run after run to one partition (the sticky partitioner makes sure of
     /// it), and a string compare is far cheaper than two hash lookups.
@@ -227,7 +227,7 @@ impl Accumulator {
             config,
             partitions: Vec::new(),
             topic_partitions: Vec::new(),
-            index: HashMap::new(),
+            index: TopicMap::default(),
             last_queue: None,
             drain_start: 0,
             next_batch_id: 0,
