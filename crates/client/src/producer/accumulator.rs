@@ -166,8 +166,9 @@ pub(crate) struct Appended {
     pub(crate) batch_full: bool,
 }
 
-/// One produce request to build: batches for one broker, at most one per
-/// partition.
+/// One produce request to build: batches for one broker; a partition's
+/// batches are consecutive and in order (several when they were ready
+/// together; a retry always alone).
 #[derive(Debug)]
 pub(crate) struct Drained {
     pub(crate) broker: i32,
@@ -408,46 +409,80 @@ impl Accumulator {
                 outcome.leaderless = true;
                 continue;
             };
-            if in_flight_requests.get(&leader).copied().unwrap_or(0) >= config.max_in_flight {
+            let requests_in_flight = in_flight_requests.get(&leader).copied().unwrap_or(0);
+            if requests_in_flight >= config.max_in_flight {
                 continue;
             }
+            // The broker's last free request slot takes every ready batch.
+            let last_slot = requests_in_flight + 1 >= config.max_in_flight;
             let (size, batches) = by_broker.entry(leader).or_default();
-            let candidate = if from_retry {
-                queue.retry.front_mut()
-            } else {
-                queue.batches.front_mut()
-            };
-            let Some(candidate) = candidate else {
-                continue;
-            };
-            if let Some(builder) = candidate.builder.take() {
-                let compression = config.compression;
-                match builder.finish_compressed(compression, |input, out| {
-                    codec::compress(compression, input, out)
-                }) {
-                    Ok(encoded) => candidate.encoded = Some(encoded),
-                    Err(err) => {
-                        if let Some(batch) = queue.batches.pop_front() {
-                            outcome.failed.push((batch, err.into()));
-                        }
-                        continue;
+            // Pipelining first: one batch per partition per request while
+            // request slots are free. The last free slot takes every ready
+            // batch of the partition that fits (the broker appends a
+            // request's entries in order, one result each), so a partition
+            // producing faster than one batch per round trip is not held to
+            // `max.in.flight.requests.per.connection` batches in flight.
+            // Order on failure is as with that many requests pipelined; a
+            // retry always goes alone.
+            let mut taken = 0;
+            loop {
+                if taken > 0 {
+                    let Some(front) = queue.batches.front() else {
+                        break;
+                    };
+                    let ready = flushing
+                        || queue.batches.len() > 1
+                        || front.is_full(config.batch_size)
+                        || now >= front.created_at + config.linger;
+                    if !ready {
+                        break;
                     }
                 }
-            }
-            let batch_len = candidate.encoded_len();
-            if !batches.is_empty() && *size + batch_len > config.max_request_size {
-                continue;
-            }
-            let batch = if from_retry {
-                queue.retry.pop_front()
-            } else {
-                queue.batches.pop_front()
-            };
-            if let Some(mut batch) = batch {
+                let candidate = if from_retry {
+                    queue.retry.front_mut()
+                } else {
+                    queue.batches.front_mut()
+                };
+                let Some(candidate) = candidate else {
+                    break;
+                };
+                if let Some(builder) = candidate.builder.take() {
+                    let compression = config.compression;
+                    match builder.finish_compressed(compression, |input, out| {
+                        codec::compress(compression, input, out)
+                    }) {
+                        Ok(encoded) => candidate.encoded = Some(encoded),
+                        Err(err) => {
+                            if let Some(batch) = queue.batches.pop_front() {
+                                outcome.failed.push((batch, err.into()));
+                            }
+                            break;
+                        }
+                    }
+                }
+                let batch_len = candidate.encoded_len();
+                if !batches.is_empty() && *size + batch_len > config.max_request_size {
+                    break;
+                }
+                let batch = if from_retry {
+                    queue.retry.pop_front()
+                } else {
+                    queue.batches.pop_front()
+                };
+                let Some(mut batch) = batch else {
+                    break;
+                };
                 batch.attempts += 1;
                 queue.in_flight += 1;
                 *size += batch_len;
                 batches.push(batch);
+                taken += 1;
+                // With one request in flight, one batch per partition: a
+                // later batch of the same request could land while an
+                // earlier one fails, which that setting exists to rule out.
+                if from_retry || !last_slot || config.max_in_flight <= 1 {
+                    break;
+                }
             }
         }
         if count > 0 {
@@ -777,13 +812,39 @@ mod tests {
         assert_eq!(full_at, Some(2));
         assert_eq!(h.acc.queued_batches("t", 0), (3, 0, 0));
         // Before linger, the closed batches are ready; one batch per
-        // partition per request.
+        // partition per request while request slots are free.
         let outcome = h.drain(0, &no_in_flight());
         assert_eq!(outcome.requests.len(), 1);
         let batches = &outcome.requests[0].batches;
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].record_count(), 2);
         assert!(batches[0].encoded_len() <= 200);
+    }
+
+    #[test]
+    fn the_last_free_request_slot_takes_every_ready_batch() {
+        let mut h = Harness::new(config());
+        let value = "x".repeat(60);
+        for _ in 0..7 {
+            h.append(0, &value, 0);
+        }
+        // Four batches: three closed (two records each), one open.
+        assert_eq!(h.acc.queued_batches("t", 0), (4, 0, 0));
+        let max = h.acc.config.max_in_flight;
+        let leader = h.drain(0, &no_in_flight()).requests[0].broker;
+        // That drain sent batch 0 alone; now all but one slot are taken.
+        let busy = HashMap::from([(leader, max - 1)]);
+        let outcome = h.drain(0, &busy);
+        let batches = &outcome.requests[0].batches;
+        let sequences: Vec<u64> = batches.iter().map(|b| b.sequence).collect();
+        assert_eq!(
+            sequences,
+            vec![1, 2],
+            "closed batches, in order; the open one waits"
+        );
+        // No slot left: nothing more goes.
+        let full = HashMap::from([(leader, max)]);
+        assert!(h.drain(1_000, &full).requests.is_empty());
     }
 
     #[test]

@@ -141,10 +141,10 @@ fn handle_answer(shared: &Shared, in_flight: &mut HashMap<i32, usize>, answered:
     }
     let now = Instant::now();
     let mut refresh = false;
-    for batch in request.batches {
+    for (index, batch) in request.batches.into_iter().enumerate() {
         let result = match &result {
             Err(error) => BatchResult::Error(error.clone()),
-            Ok(response) => batch_result(&batch, response),
+            Ok(response) => batch_result(&batch, index, response),
         };
         tracing::trace!(broker = request.broker, ?result, "produce answer");
         let completion = lock(&shared.accumulator).complete(batch, result, now);
@@ -158,12 +158,19 @@ fn handle_answer(shared: &Shared, in_flight: &mut HashMap<i32, usize>, answered:
     }
 }
 
-fn batch_result(batch: &ProducerBatch, response: &ProduceResponse) -> BatchResult {
+/// The answer for the `index`-th batch of a request. The broker answers
+/// entries in request order, one each, which tells apart several batches
+/// of one partition; a search by partition covers any other answer shape.
+fn batch_result(batch: &ProducerBatch, index: usize, response: &ProduceResponse) -> BatchResult {
     let tp = &batch.topic_partition;
+    let matches = |p: &&protocol::broker::ProducePartitionResponse| {
+        p.topic == tp.topic && p.partition == tp.partition
+    };
     let Some(answer) = response
         .partitions
-        .iter()
-        .find(|p| p.topic == tp.topic && p.partition == tp.partition)
+        .get(index)
+        .filter(matches)
+        .or_else(|| response.partitions.iter().find(matches))
     else {
         return BatchResult::Error(ClientError::partition(
             &tp.topic,
