@@ -362,7 +362,11 @@ fn complete_ready(
     now: Instant,
 ) {
     while let Some(front) = in_flight.front_mut() {
-        let Some(result) = (&mut front.delivery).now_or_never() else {
+        // Unconstrained: this loop never yields to tokio between records,
+        // so once the task's cooperative budget is spent a budgeted poll
+        // reports even a completed delivery as pending, and acknowledgements
+        // would only be seen (and their latency counted) when a send blocks.
+        let Some(result) = tokio::task::unconstrained(&mut front.delivery).now_or_never() else {
             break;
         };
         if outcome.note(result) {
