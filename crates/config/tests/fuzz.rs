@@ -70,6 +70,9 @@ fn java_escape(text: &str, is_key: bool, ascii_only: bool) -> String {
                 out.push(c);
             }
             ' ' if i == 0 || is_key => out.push_str("\\ "),
+            // A byte-order mark starting the text is dropped on purpose
+            // (see `Properties::parse`); escaped, it is a character.
+            '\u{feff}' => out.push_str("\\uFEFF"),
             c if ascii_only && !(' '..='~').contains(&c) => {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
@@ -155,15 +158,17 @@ fn write_entry(key: &str, value: &str, layout: &Layout) -> String {
     };
     text.push_str(separator);
     for (i, unit) in units.iter().enumerate() {
+        let mut broken = false;
         for _ in breaks.iter().filter(|&&b| b == i && i > 0) {
-            // Leading whitespace of a continuation line is dropped, so a
-            // space that starts the rest of the value must be escaped.
             text.push('\\');
             text.push_str(layout.line_end);
             text.push_str(layout.indent);
-            if unit == " " {
-                text.push('\\');
-            }
+            broken = true;
+        }
+        // Leading whitespace of a continuation line is dropped, so a space
+        // that starts the rest of the value must be escaped.
+        if broken && unit == " " {
+            text.push('\\');
         }
         text.push_str(unit);
     }
