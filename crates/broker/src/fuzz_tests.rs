@@ -3,7 +3,8 @@
 //! topics, absurd sizes and waits, bad acks, garbage and damaged record
 //! batches, made-up replica ids, epochs and topic ids) through the gRPC
 //! adapter into the transport-free core of a broker that leads and follows
-//! real partitions. Every call is answered, every refusal carries a
+//! real partitions, also between metadata updates a hostile coordinator
+//! could send (any leader, epochs going back, an ISR without the leader). Every call is answered, every refusal carries a
 //! Kafka error code, nothing panics, every stored byte stays a valid batch,
 //! and what was written before the fuzzing reads back byte for byte, also
 //! after the logs are closed and opened again.
@@ -254,6 +255,64 @@ enum Call {
     Fetch(FetchRequest),
     ListOffsets(ListOffsetsRequest),
     Metadata(MetadataRequest),
+    /// What a confused or hostile coordinator could stream: partition
+    /// states with any leader, epochs, ISR and replicas (always including
+    /// this broker, so no log is deleted), brokers in any state.
+    Update(MetadataUpdate),
+}
+
+fn arb_update() -> impl Strategy<Value = Call> {
+    let replicas = proptest::collection::vec(prop_oneof![Just(2), Just(3), arb_i32()], 0..3)
+        .prop_map(|mut others| {
+            others.retain(|&r| r != ME);
+            let mut replicas = vec![ME];
+            replicas.extend(others);
+            replicas
+        });
+    let partition = (
+        0i32..4,
+        prop_oneof![3 => Just(ME), 2 => Just(2), 1 => Just(-1), 1 => arb_i32()],
+        prop_oneof![3 => 2i32..8, 1 => arb_i32()],
+        replicas,
+        proptest::collection::vec(prop_oneof![Just(ME), Just(2), arb_i32()], 0..3),
+        prop_oneof![3 => 4i32..12, 1 => arb_i32()],
+    )
+        .prop_map(
+            |(partition, leader, leader_epoch, replicas, isr, partition_epoch)| -> MetadataRecord {
+                PartitionState {
+                    topic: TOPIC.into(),
+                    partition,
+                    replicas,
+                    leader,
+                    leader_epoch,
+                    isr,
+                    partition_epoch,
+                    topic_id: Bytes::copy_from_slice(&TOPIC_ID),
+                }
+                .into()
+            },
+        );
+    let broker = (1i32..4, 0i32..4, arb_i64()).prop_map(|(broker_id, state, epoch)| {
+        let mut record = broker_record(broker_id);
+        if let Some(protocol::coordinator::metadata_record::Record::Broker(b)) = &mut record.record
+        {
+            b.state = state;
+            b.broker_epoch = epoch;
+        }
+        record
+    });
+    (
+        proptest::collection::vec(prop_oneof![4 => partition, 1 => broker], 1..4),
+        arb_i64(),
+    )
+        .prop_map(|(records, version)| {
+            Call::Update(MetadataUpdate {
+                version,
+                snapshot: false,
+                records,
+                cluster_id: String::new(),
+            })
+        })
 }
 
 fn arb_call() -> impl Strategy<Value = Call> {
@@ -375,9 +434,13 @@ fn check_code(code: i32, message: &str, what: &str) -> Result<(), TestCaseError>
     Ok(())
 }
 
-async fn send(service: &BrokerService, call: Call) -> Result<(), TestCaseError> {
+async fn send(fixture: &Fixture, call: Call) -> Result<(), TestCaseError> {
+    let service = &fixture.service;
     let failed = |e: tonic::Status| TestCaseError::fail(format!("the call failed: {e:?}"));
     match call {
+        Call::Update(update) => {
+            fixture.core.apply_metadata(&update);
+        }
         Call::Produce(request) => {
             let correlation_id = request.correlation_id;
             let asked = request.partitions.len();
@@ -438,6 +501,15 @@ async fn send(service: &BrokerService, call: Call) -> Result<(), TestCaseError> 
 
 #[test]
 fn arbitrary_requests_are_answered_and_stored_data_survives() {
+    fuzz_requests(arb_call().boxed());
+}
+
+#[test]
+fn arbitrary_metadata_between_requests_keeps_stored_data() {
+    fuzz_requests(prop_oneof![arb_call(), arb_update()].boxed());
+}
+
+fn fuzz_requests(calls: BoxedStrategy<Call>) {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let fixture = runtime.block_on(async { start(tempfile::tempdir().expect("a temp dir")) });
     // Data written before the fuzzing, which it must not damage.
@@ -470,10 +542,10 @@ fn arbitrary_requests_are_answered_and_stored_data_survives() {
         failure_persistence: None,
         ..Config::default()
     });
-    let result = runner.run(&proptest::collection::vec(arb_call(), 1..6), |calls| {
+    let result = runner.run(&proptest::collection::vec(calls, 1..6), |calls| {
         runtime.block_on(async {
             for call in calls {
-                send(&fixture.service, call).await?;
+                send(&fixture, call).await?;
             }
             Ok::<(), TestCaseError>(())
         })?;
