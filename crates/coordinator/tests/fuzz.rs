@@ -566,6 +566,8 @@ enum Call {
     Shutdown(ControlledShutdownRequest),
     Register(protocol::coordinator::RegisterBrokerRequest),
     Watch(i64),
+    /// A heartbeat stream carrying these heartbeats, then closed.
+    Heartbeats(Vec<protocol::coordinator::HeartbeatRequest>),
 }
 
 fn arb_call() -> impl Strategy<Value = Call> {
@@ -611,6 +613,18 @@ fn arb_call() -> impl Strategy<Value = Call> {
                 })
             }),
         1 => prop_oneof![Just(-1i64), Just(0), Just(i64::MIN), Just(i64::MAX)].prop_map(Call::Watch),
+        2 => proptest::collection::vec(
+                (arb_id(), prop_oneof![0i64..20, any::<i64>()], any::<i64>()).prop_map(
+                    |(broker_id, broker_epoch, metadata_version)| {
+                        protocol::coordinator::HeartbeatRequest {
+                            broker_id,
+                            broker_epoch,
+                            metadata_version,
+                        }
+                    },
+                ),
+                0..4,
+            ).prop_map(Call::Heartbeats),
     ]
 }
 
@@ -666,20 +680,48 @@ async fn send(client: &mut Client, call: Call) {
             .err(),
         Call::Shutdown(request) => client.controlled_shutdown(request).await.err(),
         Call::Register(request) => client.register_broker(request).await.err(),
+        Call::Heartbeats(heartbeats) => {
+            let sent = heartbeats.len();
+            match client.broker_session(tokio_stream::iter(heartbeats)).await {
+                Ok(response) => {
+                    // One answer per heartbeat, then the stream ends with ours.
+                    let mut responses = response.into_inner();
+                    let mut answered = 0;
+                    loop {
+                        match responses.message().await {
+                            Ok(Some(r)) => {
+                                assert!(r.error_code == 0 || !r.error_message.is_empty(), "{r:?}");
+                                answered += 1;
+                            }
+                            Ok(None) => break,
+                            Err(status) => return check_status(&status),
+                        }
+                    }
+                    assert_eq!(answered, sent, "heartbeats left unanswered");
+                    None
+                }
+                Err(status) => Some(status),
+            }
+        }
         Call::Watch(from_version) => client
             .watch_metadata(WatchMetadataRequest { from_version })
             .await
             .err(),
     };
     if let Some(status) = status {
-        assert!(
-            !matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
-            ),
-            "the coordinator failed a request: {status:?}"
-        );
+        check_status(&status);
     }
+}
+
+/// A refusal is fine; a coordinator that could not answer is not.
+fn check_status(status: &tonic::Status) {
+    assert!(
+        !matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+        ),
+        "the coordinator failed a request: {status:?}"
+    );
 }
 
 /// Topics as a restarted coordinator must have them.
