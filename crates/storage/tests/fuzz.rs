@@ -315,3 +315,252 @@ fn damage_after_an_unclean_stop_loses_nothing_before_it() {
 fn damage_after_a_clean_stop_loses_nothing_before_it() {
     fuzz_recovery(true);
 }
+
+// ------------------------------------------------------------ hostile arguments
+
+/// Calls with what a hostile leader's fetch answer or a confused caller
+/// could pass: follower batches at any offset and epoch (with valid CRCs,
+/// since the base offset and epoch lie outside it), and offsets, epochs,
+/// timestamps and sizes at every extreme.
+#[derive(Debug, Clone)]
+enum Call {
+    Leader {
+        records: usize,
+        epoch: i32,
+    },
+    Follower {
+        base_offsets: Vec<i64>,
+        epoch: i32,
+    },
+    TruncateTo(i64),
+    TruncateFullyAndStartAt(i64),
+    AdvanceLogStart(i64),
+    SetHighWatermark(i64),
+    AssignEpoch(i32),
+    Read {
+        offset: i64,
+        max_bytes: usize,
+        max_offset: Option<i64>,
+    },
+    OffsetForTimestamp(i64),
+    EndOffsetForEpoch(i32),
+    DeleteRetained(i64),
+    Reopen,
+}
+
+fn extreme_i64() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        6 => -2i64..40,
+        1 => Just(i64::MAX),
+        1 => Just(i64::MAX - 1),
+        1 => Just(i64::MIN),
+        1 => any::<i64>(),
+    ]
+}
+
+fn extreme_i32() -> impl Strategy<Value = i32> {
+    prop_oneof![6 => -2i32..10, 1 => Just(i32::MAX), 1 => Just(i32::MIN), 1 => any::<i32>()]
+}
+
+fn arb_call() -> impl Strategy<Value = Call> {
+    prop_oneof![
+        4 => (1usize..4, extreme_i32()).prop_map(|(records, epoch)| Call::Leader { records, epoch }),
+        3 => (proptest::collection::vec(extreme_i64(), 1..3), extreme_i32())
+            .prop_map(|(base_offsets, epoch)| Call::Follower { base_offsets, epoch }),
+        1 => extreme_i64().prop_map(Call::TruncateTo),
+        1 => extreme_i64().prop_map(Call::TruncateFullyAndStartAt),
+        1 => extreme_i64().prop_map(Call::AdvanceLogStart),
+        1 => extreme_i64().prop_map(Call::SetHighWatermark),
+        1 => extreme_i32().prop_map(Call::AssignEpoch),
+        3 => (extreme_i64(), prop_oneof![Just(0usize), Just(1), 0usize..5000, Just(usize::MAX)],
+              proptest::option::of(extreme_i64()))
+            .prop_map(|(offset, max_bytes, max_offset)| Call::Read { offset, max_bytes, max_offset }),
+        1 => extreme_i64().prop_map(Call::OffsetForTimestamp),
+        1 => extreme_i32().prop_map(Call::EndOffsetForEpoch),
+        1 => extreme_i64().prop_map(Call::DeleteRetained),
+        1 => Just(Call::Reopen),
+    ]
+}
+
+/// Every batch from the log start to the log end, checked to be whole,
+/// valid and in offset order.
+fn contents(log: &storage::Log) -> Result<Vec<u8>, TestCaseError> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let mut last_next = i64::MIN;
+    while offset < log.log_end_offset() {
+        let read = log
+            .read(offset, 1 << 20, None)
+            .map_err(|e| TestCaseError::fail(format!("read at {offset} below the LEO: {e}")))?;
+        if read.records.is_empty() {
+            // A truncation inside a gap between a follower's batches (a
+            // compacted leader's) ends the log past its last batch, as in
+            // Kafka; nothing else may.
+            break;
+        }
+        for b in Batches::new(&read.records, usize::MAX) {
+            let (header, _) = b.map_err(|e| TestCaseError::fail(format!("stored: {e}")))?;
+            prop_assert!(header.base_offset >= last_next, "offsets go back");
+            last_next = header.next_offset();
+            offset = last_next;
+        }
+        out.extend_from_slice(&read.records);
+    }
+    Ok(out)
+}
+
+fn apply_call(log: &storage::Log, call: &Call) {
+    match call {
+        Call::Leader { records, epoch } => {
+            let _ = log.append_as_leader(&batch(*records, 20, 1_000, 1), *epoch, 0);
+        }
+        Call::Follower {
+            base_offsets,
+            epoch,
+        } => {
+            let mut bytes = Vec::new();
+            for (i, base) in base_offsets.iter().enumerate() {
+                let mut b = batch(2, 10, 2_000, i as u8).to_vec();
+                records::set_base_offset_and_epoch(&mut b, *base, *epoch);
+                bytes.extend_from_slice(&b);
+            }
+            let _ = log.append_as_follower(&Bytes::from(bytes));
+        }
+        Call::TruncateTo(offset) => {
+            let _ = log.truncate_to(*offset);
+        }
+        Call::TruncateFullyAndStartAt(offset) => {
+            let _ = log.truncate_fully_and_start_at(*offset);
+        }
+        Call::AdvanceLogStart(offset) => {
+            let _ = log.advance_log_start_offset(*offset);
+        }
+        Call::SetHighWatermark(offset) => {
+            let _ = log.set_high_watermark(*offset);
+        }
+        Call::AssignEpoch(epoch) => {
+            let _ = log.assign_leader_epoch(*epoch);
+        }
+        Call::Read {
+            offset,
+            max_bytes,
+            max_offset,
+        } => {
+            if let Ok(read) = log.read(*offset, *max_bytes, *max_offset) {
+                let (valid, err) = records::valid_prefix(&read.records, usize::MAX);
+                assert!(err.is_none() && valid == read.records.len(), "{err:?}");
+            }
+        }
+        Call::OffsetForTimestamp(timestamp) => {
+            let _ = log.offset_for_timestamp(*timestamp);
+        }
+        Call::EndOffsetForEpoch(epoch) => {
+            let _ = log.end_offset_for_epoch(*epoch);
+        }
+        Call::DeleteRetained(now_ms) => {
+            let _ = log.delete_retained_segments(*now_ms);
+        }
+        Call::Reopen => {}
+    }
+}
+
+fn check_calls(calls: &[Call]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = LogConfig {
+        retention_ms: Some(1),
+        ..small_config(600)
+    };
+    let (mut manager, mut log) = open(dir.path(), config);
+    for call in calls {
+        if let Call::Reopen = call {
+            let before = contents(&log)?;
+            let start = log.log_start_offset();
+            manager
+                .shutdown()
+                .map_err(|e| TestCaseError::fail(format!("shutdown: {e}")))?;
+            drop(log);
+            drop(manager);
+            (manager, log) = open(dir.path(), config);
+            prop_assert_eq!(log.log_start_offset(), start);
+            prop_assert_eq!(
+                contents(&log)?,
+                before,
+                "the log changed across a clean restart"
+            );
+            continue;
+        }
+        apply_call(&log, call);
+        prop_assert!(log.log_start_offset() <= log.log_end_offset());
+        contents(&log)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn hostile_arguments_are_errors_not_panics() {
+    let mut runner = TestRunner::new(Config {
+        cases: cases(64),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&proptest::collection::vec(arb_call(), 1..25), |calls| {
+        check_calls(&calls)
+    });
+    if let Err(err) = result {
+        panic!("{err}");
+    }
+}
+
+// ------------------------------------------------------------ regressions
+// The minimal cases of what these targets found, fixed at their cause.
+
+/// Found by `hostile_arguments_are_errors_not_panics`: truncating to -1
+/// restarted the log at offset -1 (a segment named for it), and the next
+/// retention pass moved the log start to 0, past the log end.
+#[test]
+fn a_negative_truncation_is_refused() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (_manager, log) = open(dir.path(), config());
+    log.append_as_leader(&batch(2, 10, 0, 1), 0, 0)
+        .expect("append");
+    assert!(matches!(
+        log.truncate_to(-1),
+        Err(storage::StorageError::OffsetOutOfRange { offset: -1, .. })
+    ));
+    assert!(log.truncate_fully_and_start_at(-1).is_err());
+    log.delete_retained_segments(0).expect("retention");
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 2));
+}
+
+/// Found by the same target: retention computed `now - max timestamp` with
+/// `-`, which overflows for a clock (or batch timestamps) at the extremes.
+#[test]
+fn retention_at_extreme_times_does_not_overflow() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let config = LogConfig {
+        retention_ms: Some(1),
+        ..config()
+    };
+    let (_manager, log) = open(dir.path(), config);
+    for i in 0..30u8 {
+        log.append_as_leader(&batch(3, 90, i64::MAX - 10, i), 0, 0)
+            .expect("append");
+    }
+    log.set_high_watermark(log.log_end_offset());
+    log.delete_retained_segments(i64::MIN).expect("retention");
+    log.delete_retained_segments(i64::MAX).expect("retention");
+}
+
+/// Found by the same target: a log a leader restarted at `i64::MAX` (its
+/// log start offset comes over the network) could not be opened again:
+/// recovery computed `log end + 1` with `+`.
+#[test]
+fn a_log_restarted_at_the_last_offset_opens_again() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (manager, log) = open(dir.path(), config());
+    log.truncate_fully_and_start_at(i64::MAX).expect("restart");
+    manager.shutdown().expect("shutdown");
+    drop((manager, log));
+    let (_manager, log) = open(dir.path(), config());
+    assert_eq!(log.log_end_offset(), i64::MAX);
+}
