@@ -6,6 +6,11 @@
 //! for byte at its offset; reads anywhere return data or an error; and the
 //! log takes appends that read back.
 //!
+//! And the `Log` API under hostile arguments (follower batches at any
+//! offset and epoch, offsets, epochs, times and sizes at every extreme):
+//! errors, never panics; the log start never passes the log end; what is
+//! stored stays whole batches in offset order and survives a restart.
+//!
 //! Bounded for CI; `PROPTEST_CASES=5000 cargo nextest run -p storage
 //! --test fuzz` runs it longer.
 
