@@ -85,7 +85,7 @@ const CODECS: [Compression; 4] = [
 ];
 
 fn decoded(batch: &Bytes) {
-    let _ = decode_batch(batch, |codec, data| decompress(codec, data));
+    let _ = decode_batch(batch, decompress);
 }
 
 /// A compressed batch of `values`, its records section then damaged.
@@ -163,7 +163,7 @@ proptest! {
             batch.len()
         );
         if damage.is_empty() {
-            let (_, records) = decode_batch(&batch, |c, d| decompress(c, d))?;
+            let (_, records) = decode_batch(&batch, decompress)?;
             prop_assert_eq!(records.len(), values.len());
         }
     }
