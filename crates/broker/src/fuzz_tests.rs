@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 use protocol::ErrorCode;
 use protocol::broker::broker_server::Broker;
 use protocol::broker::{
@@ -38,14 +38,6 @@ use crate::service::BrokerService;
 const ME: i32 = 1;
 const TOPIC: &str = "t";
 const TOPIC_ID: [u8; 16] = [9; 16];
-
-fn cases(default_cases: u32) -> u32 {
-    // An unset PROPTEST_CASES falls back to this target's CI budget.
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases)
-}
 
 fn batch(values: &[&[u8]]) -> Bytes {
     let mut builder = RecordBatchBuilder::default();
@@ -537,11 +529,7 @@ fn fuzz_requests(calls: BoxedStrategy<Call>) {
     });
     assert!(!before[0].is_empty() && !before[1].is_empty());
 
-    let mut runner = TestRunner::new(Config {
-        cases: cases(256),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(fuzz_support::config(256));
     let result = runner.run(&proptest::collection::vec(calls, 1..6), |calls| {
         runtime.block_on(async {
             for call in calls {

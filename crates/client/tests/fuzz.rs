@@ -8,65 +8,14 @@
 //! Bounded for CI; `PROPTEST_CASES=100000 cargo nextest run -p client
 //! --test fuzz` runs it longer.
 
-// A measuring allocator needs `unsafe impl GlobalAlloc`; it only forwards
-// to the system allocator.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use bytes::Bytes;
 use client::codec::{compress, decompress};
+use fuzz_support::{MeasuringAllocator, largest_allocation};
 use proptest::prelude::*;
 use records::{Compression, RecordBatchBuilder, decode_batch};
 
-struct Measuring;
-
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    // `try_with`: the thread-locals may be gone while a thread exits.
-    if MEASURING.try_with(Cell::get).unwrap_or(false) {
-        let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; the bookkeeping touches only const-initialised
-// thread-locals without destructors and never allocates.
-unsafe impl GlobalAlloc for Measuring {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: same layout the caller gave us.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: forwarded unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Measuring = Measuring;
-
-/// Runs `f` and returns the largest single allocation it made.
-fn largest_allocation(f: impl FnOnce()) -> usize {
-    LARGEST.with(|l| l.set(0));
-    MEASURING.with(|m| m.set(true));
-    f();
-    MEASURING.with(|m| m.set(false));
-    LARGEST.with(Cell::get)
-}
+static GLOBAL: MeasuringAllocator = MeasuringAllocator;
 
 /// What decompressing `input_len` bytes may allocate at once: what the
 /// densest of the four codecs could expand them to (zstd and gzip reach
@@ -112,21 +61,8 @@ fn damaged_batch(codec: Compression, values: &[Vec<u8>], damage: &[(usize, u8)])
     batch
 }
 
-fn config(default_cases: u32) -> ProptestConfig {
-    // An unset PROPTEST_CASES falls back to this target's CI budget.
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(fuzz_support::config(256))]
 
     #[test]
     fn arbitrary_compressed_sections_are_errors_or_bounded(

@@ -15,20 +15,6 @@ use config::{
 };
 use proptest::prelude::*;
 
-fn config(default_cases: u32) -> ProptestConfig {
-    // An unset PROPTEST_CASES falls back to this target's CI budget.
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    ProptestConfig {
-        cases,
-        // A failure prints its minimal input; it becomes a named test.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 // ------------------------------------------------------------ text
 
 /// Text made mostly of what the syntax gives meaning to, so that escapes,
@@ -177,7 +163,7 @@ fn write_entry(key: &str, value: &str, layout: &Layout) -> String {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(fuzz_support::config(512))]
 
     #[test]
     fn arbitrary_text_parses_or_is_a_syntax_error(text in arb_text()) {
@@ -326,7 +312,7 @@ fn check_error(err: &ConfigError, props: &Properties) -> Result<(), TestCaseErro
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(fuzz_support::config(512))]
 
     #[test]
     fn broker_config_accepts_or_names_the_bad_key(settings in arb_settings(BrokerConfig::typed_keys(), BROKER_ACCEPTED_KEYS)) {

@@ -32,7 +32,7 @@ use coordinator::controller::topics::{
 use coordinator::controller::{Changes, queries};
 use coordinator::metadata_log::MetadataLog;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 use protocol::coordinator::{
     AlterConfigsRequest, AlterPartitionRequest, AlterableTopicConfigs, BrokerState,
     ControlledShutdownRequest, CreatableTopic, CreatePartitionsRequest, CreatePartitionsTopic,
@@ -41,22 +41,6 @@ use protocol::coordinator::{
 };
 use protocol::image::MetadataImage;
 use protocol::{ErrorCode, NO_ID};
-
-fn cases(default_cases: u32) -> u32 {
-    // An unset PROPTEST_CASES falls back to this target's CI budget.
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases)
-}
-
-fn runner(default_cases: u32) -> TestRunner {
-    TestRunner::new(Config {
-        cases: cases(default_cases),
-        failure_persistence: None,
-        ..Config::default()
-    })
-}
 
 // ------------------------------------------------------------ operations
 
@@ -543,7 +527,7 @@ fn run_ops(ops: &[Op], seed: u64) -> Result<(), TestCaseError> {
 
 #[test]
 fn controller_invariants_hold_under_random_operations() {
-    let mut runner = runner(256);
+    let mut runner = TestRunner::new(fuzz_support::config(256));
     let result = runner.run(
         &(proptest::collection::vec(arb_op(), 1..60), any::<u64>()),
         |(ops, seed)| run_ops(&ops, seed),
@@ -762,7 +746,7 @@ fn arbitrary_requests_are_answered_and_the_log_survives_them() {
         (coordinator, brokers)
     });
     let client = runtime.block_on(coordinator.client());
-    let mut runner = runner(24);
+    let mut runner = TestRunner::new(fuzz_support::config(24));
     let result = runner.run(&proptest::collection::vec(arb_call(), 1..8), |calls| {
         let mut client = client.clone();
         runtime.block_on(async {
@@ -1025,7 +1009,7 @@ fn check_recovery(history: &History, damages: &[(usize, Damage)]) -> Result<(), 
 #[test]
 fn metadata_log_recovery_keeps_what_precedes_damage() {
     let history = build_history();
-    let mut runner = runner(96);
+    let mut runner = TestRunner::new(fuzz_support::config(96));
     let result = runner.run(&proptest::collection::vec(arb_damage(), 1..3), |damages| {
         check_recovery(&history, &damages)
     });

@@ -15,20 +15,6 @@ use prost::Message;
 use protocol::image::MetadataImage;
 use protocol::{broker, coordinator};
 
-fn config(default_cases: u32) -> ProptestConfig {
-    // An unset PROPTEST_CASES falls back to this target's CI budget.
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    ProptestConfig {
-        cases,
-        // A failure prints its minimal input; it becomes a named test.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Decodes `bytes` as `M`; a message that decodes must survive a round
 /// trip through its own encoding.
 fn decode_as<M: Message + Default + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
@@ -138,7 +124,7 @@ fn arb_message() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(fuzz_support::config(512))]
 
     #[test]
     fn arbitrary_bytes_decode_or_fail(data in proptest::collection::vec(any::<u8>(), 0..256)) {

@@ -22,20 +22,12 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use common::*;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::TestRunner;
 use records::{BatchHeader, Batches};
 use storage::{LogConfig, LogManager};
 
 fn config() -> LogConfig {
     small_config(2000)
-}
-
-fn cases(default_cases: u32) -> u32 {
-    // An unset PROPTEST_CASES falls back to this target's CI budget.
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases)
 }
 
 /// The original log: its batches in offset order, and for each segment
@@ -298,11 +290,7 @@ fn check(original: &Original, damages: &[(usize, Damage)]) -> Result<(), TestCas
 
 fn fuzz_recovery(clean: bool) {
     let original = build(clean);
-    let mut runner = TestRunner::new(Config {
-        cases: cases(48),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(fuzz_support::config(48));
     let result = runner.run(&proptest::collection::vec(arb_damage(), 1..4), |damages| {
         check(&original, &damages)
     });
@@ -503,11 +491,7 @@ fn check_calls(calls: &[Call]) -> Result<(), TestCaseError> {
 
 #[test]
 fn hostile_arguments_are_errors_not_panics() {
-    let mut runner = TestRunner::new(Config {
-        cases: cases(64),
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(fuzz_support::config(64));
     let result = runner.run(&proptest::collection::vec(arb_call(), 1..25), |calls| {
         check_calls(&calls)
     });

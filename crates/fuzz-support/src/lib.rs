@@ -1,0 +1,87 @@
+//! Dev-only support for the proptest fuzz targets of every crate (see the
+//! "Fuzzing" entry of ARCHITECTURE.md): one case budget for all of them,
+//! and an allocator that measures the largest single allocation, for the
+//! targets that check no length field is believed before it is checked.
+//!
+//! A dev-dependency only: no library or binary links it.
+
+// The measuring allocator needs `unsafe impl GlobalAlloc`; it only
+// forwards to the system allocator.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use proptest::test_runner::Config;
+
+/// `PROPTEST_CASES` when set (a long local run), else the target's CI
+/// budget: each target picks the number of cases that runs in about a
+/// second.
+pub fn cases(default_cases: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_cases)
+}
+
+/// The proptest config of a fuzz target: [`cases`], and no regression
+/// files (a failure prints its shrunk input, which becomes a named test).
+pub fn config(default_cases: u32) -> Config {
+    Config {
+        cases: cases(default_cases),
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+/// Forwards to the system allocator, noting the largest allocation the
+/// current thread makes inside [`largest_allocation`]. A test binary that
+/// uses it declares `#[global_allocator] static A: MeasuringAllocator =
+/// MeasuringAllocator;`.
+#[derive(Debug)]
+pub struct MeasuringAllocator;
+
+thread_local! {
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    // `try_with`: the thread-locals may be gone while a thread exits.
+    if MEASURING.try_with(Cell::get).unwrap_or(false) {
+        let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the
+// `GlobalAlloc` contract; the bookkeeping touches only const-initialised
+// thread-locals without destructors and never allocates.
+unsafe impl GlobalAlloc for MeasuringAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: same layout the caller gave us.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        // SAFETY: forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Runs `f` and returns the largest single allocation it made on this
+/// thread (0 unless the binary's global allocator is a
+/// [`MeasuringAllocator`]).
+pub fn largest_allocation(f: impl FnOnce()) -> usize {
+    LARGEST.with(|l| l.set(0));
+    MEASURING.with(|m| m.set(true));
+    f();
+    MEASURING.with(|m| m.set(false));
+    LARGEST.with(Cell::get)
+}
