@@ -859,63 +859,10 @@ fn build_history() -> History {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Damage {
-    FlipBit { at: usize, bit: u8 },
-    Overwrite { at: usize, bytes: Vec<u8> },
-    Truncate { at: usize },
-    AppendGarbage(Vec<u8>),
-    Delete,
-}
-
-fn arb_damage() -> impl Strategy<Value = (usize, Damage)> {
-    let damage = prop_oneof![
-        3 => (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Damage::FlipBit { at, bit }),
-        2 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..12))
-            .prop_map(|(at, bytes)| Damage::Overwrite { at, bytes }),
-        1 => (any::<usize>(), Just([0x7fu8; 8].to_vec()))
-            .prop_map(|(at, bytes)| Damage::Overwrite { at, bytes }),
-        2 => any::<usize>().prop_map(|at| Damage::Truncate { at }),
-        1 => proptest::collection::vec(any::<u8>(), 1..40).prop_map(Damage::AppendGarbage),
-        1 => Just(Damage::Delete),
-    ];
-    (any::<usize>(), damage)
-}
-
-/// Damages `path`; returns the first byte changed.
-fn damage_file(path: &std::path::Path, damage: &Damage) -> u64 {
-    let mut bytes = std::fs::read(path).expect("read");
-    let len = bytes.len();
-    let first = match damage {
-        Damage::Delete => {
-            std::fs::remove_file(path).expect("delete");
-            return 0;
-        }
-        Damage::FlipBit { at, bit } if len > 0 => {
-            bytes[at % len] ^= 1 << bit;
-            at % len
-        }
-        Damage::Overwrite { at, bytes: new } if len > 0 => {
-            let at = at % len;
-            let end = (at + new.len()).min(len);
-            bytes[at..end].copy_from_slice(&new[..end - at]);
-            at
-        }
-        Damage::Truncate { at } => {
-            bytes.truncate(at % (len + 1));
-            at % (len + 1)
-        }
-        Damage::AppendGarbage(more) => {
-            bytes.extend_from_slice(more);
-            len
-        }
-        _ => return u64::MAX,
-    };
-    std::fs::write(path, bytes).expect("write");
-    first as u64
-}
-
-fn check_recovery(history: &History, damages: &[(usize, Damage)]) -> Result<(), TestCaseError> {
+fn check_recovery(
+    history: &History,
+    damages: &[(usize, fuzz_support::Damage)],
+) -> Result<(), TestCaseError> {
     let copy = tempfile::tempdir().expect("a temp dir");
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(history.dir.path()).expect("list") {
@@ -942,7 +889,9 @@ fn check_recovery(history: &History, damages: &[(usize, Damage)]) -> Result<(), 
         if !path.exists() {
             continue;
         }
-        let first = damage_file(&path, damage);
+        let Some(first) = fuzz_support::damage_file(&path, damage) else {
+            continue;
+        };
         meta_damaged |= name == "meta.properties";
         if name.ends_with(".snapshot") {
             // The only copy of everything up to its version: a start
@@ -1010,9 +959,10 @@ fn check_recovery(history: &History, damages: &[(usize, Damage)]) -> Result<(), 
 fn metadata_log_recovery_keeps_what_precedes_damage() {
     let history = build_history();
     let mut runner = TestRunner::new(fuzz_support::config(96));
-    let result = runner.run(&proptest::collection::vec(arb_damage(), 1..3), |damages| {
-        check_recovery(&history, &damages)
-    });
+    let result = runner.run(
+        &proptest::collection::vec((any::<usize>(), fuzz_support::arb_file_damage()), 1..3),
+        |damages| check_recovery(&history, &damages),
+    );
     if let Err(err) = result {
         panic!("{err}");
     }

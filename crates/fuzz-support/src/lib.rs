@@ -1,7 +1,8 @@
 //! Dev-only support for the proptest fuzz targets of every crate (see the
-//! "Fuzzing" entry of ARCHITECTURE.md): one case budget for all of them,
-//! and an allocator that measures the largest single allocation, for the
-//! targets that check no length field is believed before it is checked.
+//! "Fuzzing" entry of ARCHITECTURE.md): one case budget for all of them;
+//! an allocator that measures the largest single allocation, for the
+//! targets that check no length field is believed before it is checked;
+//! and damage to files on disk, for the recovery targets.
 //!
 //! A dev-dependency only: no library or binary links it.
 
@@ -11,7 +12,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::path::Path;
 
+use proptest::prelude::*;
 use proptest::test_runner::Config;
 
 /// `PROPTEST_CASES` when set (a long local run), else the target's CI
@@ -84,4 +87,73 @@ pub fn largest_allocation(f: impl FnOnce()) -> usize {
     f();
     MEASURING.with(|m| m.set(false));
     LARGEST.with(Cell::get)
+}
+
+/// One kind of damage to a file; positions wrap around its length.
+#[derive(Debug, Clone)]
+pub enum Damage {
+    FlipBit { at: usize, bit: u8 },
+    Overwrite { at: usize, bytes: Vec<u8> },
+    Truncate { at: usize },
+    AppendGarbage { bytes: Vec<u8> },
+    Zero { at: usize, len: usize },
+    Delete,
+}
+
+/// Any damage, weighted toward the subtle kinds (a flipped bit, a few
+/// overwritten bytes, among them an offset set near `i64::MAX`).
+pub fn arb_file_damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        3 => (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Damage::FlipBit { at, bit }),
+        2 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16))
+            .prop_map(|(at, bytes)| Damage::Overwrite { at, bytes }),
+        1 => any::<usize>().prop_map(|at| Damage::Overwrite { at, bytes: vec![0x7f; 8] }),
+        2 => any::<usize>().prop_map(|at| Damage::Truncate { at }),
+        1 => proptest::collection::vec(any::<u8>(), 1..64)
+            .prop_map(|bytes| Damage::AppendGarbage { bytes }),
+        1 => (any::<usize>(), 1usize..64).prop_map(|(at, len)| Damage::Zero { at, len }),
+        1 => Just(Damage::Delete),
+    ]
+}
+
+/// Applies `damage` to the file at `path` and returns the first byte it
+/// changed (0 for a deletion), or `None` if it changed nothing (a write
+/// into an empty file). Panics on I/O errors: this is test code.
+pub fn damage_file(path: &Path, damage: &Damage) -> Option<u64> {
+    let mut bytes = std::fs::read(path).expect("read the file to damage");
+    let len = bytes.len();
+    let first_changed = match damage {
+        Damage::Delete => {
+            std::fs::remove_file(path).expect("delete");
+            return Some(0);
+        }
+        Damage::FlipBit { at, bit } if len > 0 => {
+            bytes[at % len] ^= 1 << bit;
+            at % len
+        }
+        Damage::Overwrite { at, bytes: new } if len > 0 => {
+            let at = at % len;
+            let end = (at + new.len()).min(len);
+            bytes[at..end].copy_from_slice(&new[..end - at]);
+            at
+        }
+        Damage::Zero { at, len: n } if len > 0 => {
+            let at = at % len;
+            let end = (at + n).min(len);
+            bytes[at..end].fill(0);
+            at
+        }
+        Damage::Truncate { at } => {
+            let at = at % (len + 1);
+            bytes.truncate(at);
+            at
+        }
+        Damage::AppendGarbage { bytes: more } => {
+            bytes.extend_from_slice(more);
+            len
+        }
+        _ => return None,
+    };
+    std::fs::write(path, bytes).expect("write the damaged file");
+    Some(first_changed as u64)
 }

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use common::*;
+use fuzz_support::{Damage, arb_file_damage, damage_file};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use records::{BatchHeader, Batches};
@@ -118,71 +119,6 @@ fn files(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[derive(Debug, Clone)]
-enum Damage {
-    FlipBit { at: usize, bit: u8 },
-    Overwrite { at: usize, bytes: Vec<u8> },
-    Truncate { at: usize },
-    AppendGarbage { bytes: Vec<u8> },
-    Zero { at: usize, len: usize },
-    Delete,
-}
-
-fn arb_damage() -> impl Strategy<Value = (usize, Damage)> {
-    let damage = prop_oneof![
-        3 => (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Damage::FlipBit { at, bit }),
-        2 => (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16))
-            .prop_map(|(at, bytes)| Damage::Overwrite { at, bytes }),
-        2 => any::<usize>().prop_map(|at| Damage::Truncate { at }),
-        1 => proptest::collection::vec(any::<u8>(), 1..64)
-            .prop_map(|bytes| Damage::AppendGarbage { bytes }),
-        1 => (any::<usize>(), 1usize..64).prop_map(|(at, len)| Damage::Zero { at, len }),
-        1 => Just(Damage::Delete),
-    ];
-    (any::<usize>(), damage)
-}
-
-/// Applies the damage and returns the first byte it changed (`None` for a
-/// deletion, which changes the file from its start).
-fn apply(path: &Path, damage: &Damage) -> Option<u64> {
-    let mut bytes = fs::read(path).expect("read");
-    let len = bytes.len();
-    let first_changed = match damage {
-        Damage::Delete => {
-            fs::remove_file(path).expect("delete");
-            return Some(0);
-        }
-        Damage::FlipBit { at, bit } if len > 0 => {
-            bytes[at % len] ^= 1 << bit;
-            at % len
-        }
-        Damage::Overwrite { at, bytes: new } if len > 0 => {
-            let at = at % len;
-            let end = (at + new.len()).min(len);
-            bytes[at..end].copy_from_slice(&new[..end - at]);
-            at
-        }
-        Damage::Zero { at, len: n } if len > 0 => {
-            let at = at % len;
-            let end = (at + n).min(len);
-            bytes[at..end].fill(0);
-            at
-        }
-        Damage::Truncate { at } => {
-            let at = at % (len + 1);
-            bytes.truncate(at);
-            at
-        }
-        Damage::AppendGarbage { bytes: more } => {
-            bytes.extend_from_slice(more);
-            len
-        }
-        _ => return None,
-    };
-    fs::write(path, bytes).expect("write");
-    Some(first_changed as u64)
-}
-
 /// How many leading batches must survive damage to `file` from byte
 /// `first_changed` on: for a segment, the batches before its damaged one;
 /// for anything else (indexes, checkpoints), all of them.
@@ -215,7 +151,7 @@ fn check(original: &Original, damages: &[(usize, Damage)]) -> Result<(), TestCas
             .unwrap_or_default();
         topic_id_damaged |= name == "partition.metadata";
         log_start_damaged |= name == "log-start-offset-checkpoint";
-        if let Some(first_changed) = apply(&copy.path().join(file), damage) {
+        if let Some(first_changed) = damage_file(&copy.path().join(file), damage) {
             must_survive = must_survive.min(protected(original, file, first_changed));
         }
     }
@@ -291,9 +227,10 @@ fn check(original: &Original, damages: &[(usize, Damage)]) -> Result<(), TestCas
 fn fuzz_recovery(clean: bool) {
     let original = build(clean);
     let mut runner = TestRunner::new(fuzz_support::config(48));
-    let result = runner.run(&proptest::collection::vec(arb_damage(), 1..4), |damages| {
-        check(&original, &damages)
-    });
+    let result = runner.run(
+        &proptest::collection::vec((any::<usize>(), arb_file_damage()), 1..4),
+        |damages| check(&original, &damages),
+    );
     if let Err(err) = result {
         panic!("clean={clean}: {err}");
     }
