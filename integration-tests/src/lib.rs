@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+pub mod faults;
+
 /// Generous bound for a process to reach a readiness line on a loaded
 /// 2-core machine. Tests wait for the line itself; this only bounds a hang.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
