@@ -22,9 +22,14 @@ pub struct Attempt {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Acked { offset: i64, at: Duration },
+    Acked {
+        offset: i64,
+        at: Duration,
+    },
     /// The producer gave up; the record may or may not be in the log.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// No answer before the workload stopped.
     Unknown,
 }
@@ -303,7 +308,10 @@ mod tests {
 
     #[test]
     fn a_missing_acknowledged_record_is_lost() {
-        let h = history(vec![acked(0, 0, 0, 0), acked(0, 1, 0, 1)], &[(0, 0, "p0-0")]);
+        let h = history(
+            vec![acked(0, 0, 0, 0), acked(0, 1, 0, 1)],
+            &[(0, 0, "p0-0")],
+        );
         let report = check(&h);
         assert_eq!(report.lost, 1);
         assert!(!report.passed());

@@ -104,15 +104,15 @@ impl FaultCluster {
                     "advertised.listeners",
                     format!("PLAINTEXT://127.0.0.1:{proxy_port}"),
                 ),
-                (
-                    "log.dirs",
-                    cluster.broker_log_dir(id).display().to_string(),
-                ),
+                ("log.dirs", cluster.broker_log_dir(id).display().to_string()),
                 (
                     "zookeeper.connect",
                     format!("127.0.0.1:{}", cluster.coordinator.proxy_port),
                 ),
-                ("zookeeper.session.timeout.ms", SESSION_TIMEOUT_MS.to_string()),
+                (
+                    "zookeeper.session.timeout.ms",
+                    SESSION_TIMEOUT_MS.to_string(),
+                ),
                 ("zookeeper.connection.timeout.ms", "2000".to_owned()),
                 ("replica.lag.time.max.ms", "3000".to_owned()),
                 ("default.replication.factor", "3".to_owned()),
@@ -218,7 +218,8 @@ impl FaultCluster {
             &[daemon.config_path.display().to_string()],
             &log,
         )?;
-        self.network.register(process.pid() as u32, Node::Broker(id));
+        self.network
+            .register(process.pid() as u32, Node::Broker(id));
         let line = process.wait_for_line(BROKER_LISTENING, READY_TIMEOUT)?;
         let port = port_after(&line, BROKER_LISTENING)?;
         if daemon.port.swap(port, Ordering::SeqCst) == 0 {
@@ -310,8 +311,8 @@ impl FaultCluster {
             .as_ref()
             .ok_or_else(|| anyhow!("no small disk mounted"))?;
         let path = disk.mount_point.join(FILLER);
-        let mut file = fs::File::create(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        let mut file =
+            fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let chunk = vec![0u8; 1 << 20];
         let mut written = 0u64;
         loop {
@@ -342,9 +343,7 @@ impl FaultCluster {
     pub fn keep(&mut self) -> PathBuf {
         if let Some(disk) = &self.small_disk {
             // The tmpfs goes away with the cluster: copy its data out first.
-            let saved = self
-                .dir()
-                .join(format!("kafka-logs-{}.saved", disk.broker));
+            let saved = self.dir().join(format!("kafka-logs-{}.saved", disk.broker));
             let _ = Command::new("cp")
                 .arg("-a")
                 .arg(&disk.mount_point)

@@ -196,7 +196,11 @@ impl Clients {
     /// Stops sending, waits up to `drain` for the answers of records in
     /// flight, stops the consumers. Returns the attempts, the concurrent
     /// reads and how long producers wrote.
-    pub fn stop(&self, running: Running, drain: Duration) -> Result<(Vec<Attempt>, Vec<Read>, Duration)> {
+    pub fn stop(
+        &self,
+        running: Running,
+        drain: Duration,
+    ) -> Result<(Vec<Attempt>, Vec<Read>, Duration)> {
         let duration = running.started.elapsed();
         running.stop.send_replace(true);
         let mut attempts = Vec::new();
@@ -270,8 +274,7 @@ async fn produce(
 ) -> Vec<Attempt> {
     let mut attempts: Vec<Attempt> = Vec::new();
     let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel::<(usize, Outcome)>();
-    let mut ticks =
-        tokio::time::interval(Duration::from_secs(1) / spec.rate_per_producer.max(1));
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / spec.rate_per_producer.max(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     loop {
@@ -315,9 +318,11 @@ async fn produce(
                     let _ = outcomes.send((index, outcome));
                 });
             }
-            Err(e) => attempts[index].outcome = Outcome::Failed {
-                error: e.to_string(),
-            },
+            Err(e) => {
+                attempts[index].outcome = Outcome::Failed {
+                    error: e.to_string(),
+                }
+            }
         }
     }
     drop(outcomes_tx);

@@ -854,9 +854,9 @@ mod tests {
 
     #[test]
     fn after_a_leader_change_nothing_is_sent_until_the_old_leaders_answers_are_in() {
-        // Found by the fault-injection suite: b2 went to the new leader
-        // while b1 was still in flight to the old one; b1's retry then
-        // landed after b2.
+        // The reordering this prevents: b2 went to the new leader while b1
+        // was still in flight to the old one; b1's retry then landed after
+        // b2.
         let mut h = Harness::new(config());
         let value = "x".repeat(100);
         for _ in 0..2 {
@@ -874,7 +874,10 @@ mod tests {
 
         // The leader moves to broker 8 while b1 is in flight to broker 7.
         let moved = h.acc.drain(at, false, |_| Some(8), &no_in_flight());
-        assert!(moved.requests.is_empty(), "b2 overtook b1 at the new leader");
+        assert!(
+            moved.requests.is_empty(),
+            "b2 overtook b1 at the new leader"
+        );
 
         // b1 is refused by the old leader and retried first, then b2.
         h.acc
