@@ -69,7 +69,9 @@ impl FaultCluster {
         fs::write(
             &coordinator_config,
             format!(
-                "dataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n",
+                // tickTime bounds session timeouts to 2..20 ticks, as in
+                // ZooKeeper: 500 ms lets brokers ask for SESSION_TIMEOUT_MS.
+                "dataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\ntickTime=500\n",
                 dir.path().join("zookeeper").display()
             ),
         )?;
@@ -195,6 +197,7 @@ impl FaultCluster {
             .register(process.pid() as u32, Node::Coordinator);
         let line = process.wait_for_line(COORDINATOR_READY, READY_TIMEOUT)?;
         let port = port_after(&line, COORDINATOR_READY)?;
+        refuse_ignored_settings(&process)?;
         if self.coordinator.port.swap(port, Ordering::SeqCst) == 0 {
             let mut text = fs::read_to_string(&self.coordinator.config_path)?;
             text.push_str(&format!("clientPort={port}\n"));
@@ -234,15 +237,7 @@ impl FaultCluster {
     fn wait_broker_started(&mut self, id: i32) -> Result<()> {
         let process = self.broker_mut(id)?;
         process.wait_for_line(BROKER_STARTED, READY_TIMEOUT)?;
-        let unknown: Vec<String> = process
-            .log_lines()
-            .into_iter()
-            .filter(|l| l.contains("is not valid"))
-            .collect();
-        if !unknown.is_empty() {
-            bail!("broker {id} ignored configuration the harness set: {unknown:?}");
-        }
-        Ok(())
+        refuse_ignored_settings(process)
     }
 
     pub fn broker_mut(&mut self, id: i32) -> Result<&mut Process> {
@@ -369,6 +364,23 @@ impl FaultCluster {
         logs.sort();
         logs
     }
+}
+
+/// A setting the daemon warned about is one the run believes it made and
+/// did not.
+fn refuse_ignored_settings(process: &Process) -> Result<()> {
+    let unknown: Vec<String> = process
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("is not valid"))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{} ignored configuration the harness set: {unknown:?}",
+            process.name()
+        );
+    }
+    Ok(())
 }
 
 /// The file that fills the small disk.

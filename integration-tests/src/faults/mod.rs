@@ -139,6 +139,16 @@ fn run_on(
         concurrent_reads.len()
     ));
     clients.await_healthy(&brokers, nemesis::RECOVERY_TIMEOUT)?;
+    let links: Vec<String> = cluster
+        .network()
+        .connections()
+        .iter()
+        .map(|((from, to), n)| format!("{from}->{to}: {n}"))
+        .collect();
+    timeline.log(format!(
+        "connections through the proxies: {}",
+        links.join(", ")
+    ));
     let final_log = clients.final_read(Duration::from_secs(120))?;
     timeline.log(format!(
         "final read: {} records",

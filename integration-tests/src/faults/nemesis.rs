@@ -153,6 +153,7 @@ pub fn run(
         timeline.log(format!("start: {fault} (for {:.1}s)", hold.as_secs_f64()));
         apply(cluster, fault, timeline)?;
         std::thread::sleep(hold);
+        timeline.log(format!("  before healing: {}", clients.cluster_state()));
         heal(cluster, fault, timeline)?;
         restart_exited(cluster, timeline)?;
         let took = clients

@@ -71,6 +71,8 @@ pub struct Network {
     runtime: tokio::runtime::Runtime,
     pids: Arc<Mutex<HashMap<u32, Node>>>,
     faults: watch::Sender<LinkFaults>,
+    /// Connections accepted per link, to show the wiring works.
+    connections: Arc<Mutex<BTreeMap<Link, usize>>>,
 }
 
 impl Network {
@@ -85,6 +87,7 @@ impl Network {
             runtime,
             pids: Arc::default(),
             faults,
+            connections: Arc::default(),
         })
     }
 
@@ -103,9 +106,18 @@ impl Network {
         let port = listener.local_addr()?.port();
         let pids = Arc::clone(&self.pids);
         let faults = self.faults.subscribe();
+        let connections = Arc::clone(&self.connections);
         self.runtime
-            .spawn(accept_loop(listener, to, target, pids, faults));
+            .spawn(accept_loop(listener, to, target, pids, faults, connections));
         Ok(port)
+    }
+
+    /// How many connections each link has carried so far.
+    pub fn connections(&self) -> BTreeMap<Link, usize> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn faults(&self) -> LinkFaults {
@@ -147,6 +159,7 @@ async fn accept_loop(
     target: Arc<AtomicU16>,
     pids: Arc<Mutex<HashMap<u32, Node>>>,
     faults: watch::Receiver<LinkFaults>,
+    connections: Arc<Mutex<BTreeMap<Link, usize>>>,
 ) {
     let proxy_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -156,10 +169,16 @@ async fn accept_loop(
         let pids = Arc::clone(&pids);
         let faults = faults.clone();
         let target = target.load(Ordering::SeqCst);
+        let connections = Arc::clone(&connections);
         tokio::spawn(async move {
             let from = tokio::task::spawn_blocking(move || identify(peer, proxy_port, &pids))
                 .await
                 .unwrap_or(Node::Client);
+            *connections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry((from, to))
+                .or_default() += 1;
             connection(downstream, (from, to), target, faults).await;
         });
     }
@@ -349,6 +368,10 @@ mod tests {
         let mut buf = [0u8; 4];
         stream.read_exact(&mut buf)?;
         assert_eq!(&buf, b"ping");
+        assert_eq!(
+            network.connections(),
+            BTreeMap::from([((Node::Broker(0), Node::Broker(1)), 1)])
+        );
 
         // Cutting another link leaves this one alone; cutting it silences it.
         network.isolate(Node::Client, &[Node::Broker(1)]);

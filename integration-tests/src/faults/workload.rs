@@ -144,6 +144,44 @@ impl Clients {
         }
     }
 
+    /// The cluster as the coordinator sees it, in one line: which brokers
+    /// are active, each partition's leader and ISR size (for the timeline,
+    /// so it shows that a fault took effect).
+    pub fn cluster_state(&self) -> String {
+        let Ok(config) = AdminConfig::coordinator(&self.zookeeper) else {
+            return "no coordinator address".into();
+        };
+        let admin = Admin::new(config);
+        let names = [self.spec.topic.clone()];
+        let described = self.runtime.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), admin.describe_topics(&names)).await
+        });
+        let description = match described {
+            Ok(Ok(description)) => description,
+            Ok(Err(e)) => return format!("coordinator unreachable: {e}"),
+            Err(_) => return "coordinator unreachable: no answer within 2s".into(),
+        };
+        let active: Vec<i32> = description
+            .brokers
+            .iter()
+            .filter(|b| b.status == BrokerStatus::Active)
+            .map(|b| b.id)
+            .collect();
+        let partitions: Vec<String> = description
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| {
+                let leader = p.leader.map_or("-".to_owned(), |l| l.to_string());
+                format!("p{}:{leader}/{}", p.partition, p.isr.len())
+            })
+            .collect();
+        format!(
+            "active brokers {active:?}; leader/isr size {}",
+            partitions.join(" ")
+        )
+    }
+
     /// Starts the producers and consumers.
     pub fn start(&self) -> Result<Running> {
         let started = Instant::now();
