@@ -71,7 +71,10 @@ impl FaultCluster {
             format!(
                 // tickTime bounds session timeouts to 2..20 ticks, as in
                 // ZooKeeper: 500 ms lets brokers ask for SESSION_TIMEOUT_MS.
-                "dataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\ntickTime=500\n",
+                // Preferred leaders move back within seconds of a heal, so
+                // runs see those leader changes too.
+                "dataDir={}\nclientPort=0\nclientPortAddress=127.0.0.1\nmaxClientCnxns=0\n\
+                 tickTime=500\nleader.imbalance.check.interval.seconds=5\n",
                 dir.path().join("zookeeper").display()
             ),
         )?;
