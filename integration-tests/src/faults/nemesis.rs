@@ -57,6 +57,9 @@ pub enum Fault {
     KillCoordinator,
     /// The broker's log dir filled to the last byte, then freed.
     DiskFull(i32),
+    /// Every link of the broker (to brokers, coordinator and clients)
+    /// delayed by this many milliseconds per chunk, both ways.
+    SlowBroker(i32, u64),
 }
 
 impl fmt::Display for Fault {
@@ -67,6 +70,7 @@ impl fmt::Display for Fault {
             Fault::IsolateBroker(id) => write!(f, "isolate broker-{id}"),
             Fault::KillCoordinator => write!(f, "kill -9 coordinator"),
             Fault::DiskFull(id) => write!(f, "fill the disk of broker-{id}"),
+            Fault::SlowBroker(id, ms) => write!(f, "delay every link of broker-{id} by {ms} ms"),
         }
     }
 }
@@ -126,7 +130,7 @@ pub fn run(
     until: Instant,
 ) -> Result<()> {
     let brokers = cluster.broker_ids();
-    let mut kinds = vec!["kill", "pause", "isolate", "coordinator"];
+    let mut kinds = vec!["kill", "pause", "isolate", "coordinator", "slow"];
     if cluster.small_disk_broker().is_some() {
         kinds.push("disk");
     }
@@ -145,6 +149,7 @@ pub fn run(
             "pause" => Fault::PauseBroker(broker),
             "isolate" => Fault::IsolateBroker(broker),
             "coordinator" => Fault::KillCoordinator,
+            "slow" => Fault::SlowBroker(broker, rng.range(50, 400)),
             _ => Fault::DiskFull(cluster.small_disk_broker().unwrap_or(broker)),
         };
         // Longer than the session timeout, so the fault is noticed.
@@ -171,14 +176,16 @@ fn apply(cluster: &mut FaultCluster, fault: Fault, timeline: &mut Timeline) -> R
         Fault::KillBroker(id) => cluster.broker_mut(id)?.kill9(),
         Fault::PauseBroker(id) => cluster.broker_mut(id)?.pause(),
         Fault::IsolateBroker(id) => {
-            let others: Vec<Node> = cluster
-                .broker_ids()
-                .into_iter()
-                .filter(|b| *b != id)
-                .map(Node::Broker)
-                .chain([Node::Coordinator])
-                .collect();
+            let others = peers(cluster, id);
             cluster.network().isolate(Node::Broker(id), &others);
+            Ok(())
+        }
+        Fault::SlowBroker(id, ms) => {
+            let mut others = peers(cluster, id);
+            others.push(Node::Client);
+            cluster
+                .network()
+                .slow_down(Node::Broker(id), &others, Duration::from_millis(ms));
             Ok(())
         }
         Fault::KillCoordinator => cluster.coordinator_mut()?.kill9(),
@@ -190,11 +197,22 @@ fn apply(cluster: &mut FaultCluster, fault: Fault, timeline: &mut Timeline) -> R
     }
 }
 
+/// The other brokers and the coordinator.
+fn peers(cluster: &FaultCluster, id: i32) -> Vec<Node> {
+    cluster
+        .broker_ids()
+        .into_iter()
+        .filter(|b| *b != id)
+        .map(Node::Broker)
+        .chain([Node::Coordinator])
+        .collect()
+}
+
 fn heal(cluster: &mut FaultCluster, fault: Fault, timeline: &mut Timeline) -> Result<()> {
     match fault {
         Fault::KillBroker(id) => cluster.restart_broker(id)?,
         Fault::PauseBroker(id) => cluster.broker_mut(id)?.resume()?,
-        Fault::IsolateBroker(_) => cluster.network().heal(),
+        Fault::IsolateBroker(_) | Fault::SlowBroker(..) => cluster.network().heal(),
         Fault::KillCoordinator => cluster.restart_coordinator()?,
         Fault::DiskFull(_) => cluster.free_disk()?,
     }

@@ -373,6 +373,17 @@ mod tests {
             BTreeMap::from([((Node::Broker(0), Node::Broker(1)), 1)])
         );
 
+        // A delayed link still carries every byte, in order.
+        network.slow_down(
+            Node::Broker(0),
+            &[Node::Broker(1)],
+            Duration::from_millis(20),
+        );
+        stream.write_all(b"slow")?;
+        stream.read_exact(&mut buf)?;
+        assert_eq!(&buf, b"slow");
+        network.heal();
+
         // Cutting another link leaves this one alone; cutting it silences it.
         network.isolate(Node::Client, &[Node::Broker(1)]);
         stream.write_all(b"pong")?;
