@@ -12,12 +12,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 
 use super::proxy::{Network, Node};
 use crate::{
-    BROKER_LISTENING, BROKER_STARTED, COORDINATOR_READY, Process, READY_TIMEOUT, binary,
-    port_after, workspace_root,
+    BROKER_LISTENING, BROKER_STARTED, COORDINATOR_READY, Process, READY_TIMEOUT, append_property,
+    refuse_ignored_settings, start_daemon, workspace_root,
 };
 
 /// How long a broker's coordinator session lasts without a heartbeat. Short,
@@ -190,21 +190,21 @@ impl FaultCluster {
         let log = self
             .dir()
             .join(format!("zookeeper-{}.log", self.coordinator.starts));
-        let mut process = Process::spawn(
+        let network = &self.network;
+        let (process, port) = start_daemon(
             "zookeeper",
-            &binary("zookeeper-server-start"),
-            &[self.coordinator.config_path.display().to_string()],
+            "zookeeper-server-start",
+            &self.coordinator.config_path,
             &log,
+            COORDINATOR_READY,
+            |p| network.register(p.pid() as u32, Node::Coordinator),
         )?;
-        self.network
-            .register(process.pid() as u32, Node::Coordinator);
-        let line = process.wait_for_line(COORDINATOR_READY, READY_TIMEOUT)?;
-        let port = port_after(&line, COORDINATOR_READY)?;
-        refuse_ignored_settings(&process)?;
         if self.coordinator.port.swap(port, Ordering::SeqCst) == 0 {
-            let mut text = fs::read_to_string(&self.coordinator.config_path)?;
-            text.push_str(&format!("clientPort={port}\n"));
-            fs::write(&self.coordinator.config_path, text)?;
+            append_property(
+                &self.coordinator.config_path,
+                "clientPort",
+                &port.to_string(),
+            )?;
         }
         self.coordinator.process = Some(process);
         Ok(())
@@ -218,20 +218,21 @@ impl FaultCluster {
             .ok_or_else(|| anyhow!("no broker {id}"))?;
         daemon.starts += 1;
         let log = dir.join(format!("broker-{id}-{}.log", daemon.starts));
-        let mut process = Process::spawn(
+        let network = &self.network;
+        let (process, port) = start_daemon(
             &format!("broker-{id}"),
-            &binary("kafka-server-start"),
-            &[daemon.config_path.display().to_string()],
+            "kafka-server-start",
+            &daemon.config_path,
             &log,
+            BROKER_LISTENING,
+            |p| network.register(p.pid() as u32, Node::Broker(id)),
         )?;
-        self.network
-            .register(process.pid() as u32, Node::Broker(id));
-        let line = process.wait_for_line(BROKER_LISTENING, READY_TIMEOUT)?;
-        let port = port_after(&line, BROKER_LISTENING)?;
         if daemon.port.swap(port, Ordering::SeqCst) == 0 {
-            let mut text = fs::read_to_string(&daemon.config_path)?;
-            text.push_str(&format!("listeners=PLAINTEXT://127.0.0.1:{port}\n"));
-            fs::write(&daemon.config_path, text)?;
+            append_property(
+                &daemon.config_path,
+                "listeners",
+                &format!("PLAINTEXT://127.0.0.1:{port}"),
+            )?;
         }
         daemon.process = Some(process);
         Ok(())
@@ -367,23 +368,6 @@ impl FaultCluster {
         logs.sort();
         logs
     }
-}
-
-/// A setting the daemon warned about is one the run believes it made and
-/// did not.
-fn refuse_ignored_settings(process: &Process) -> Result<()> {
-    let unknown: Vec<String> = process
-        .log_lines()
-        .into_iter()
-        .filter(|l| l.contains("is not valid"))
-        .collect();
-    if !unknown.is_empty() {
-        bail!(
-            "{} ignored configuration the harness set: {unknown:?}",
-            process.name()
-        );
-    }
-    Ok(())
 }
 
 /// The file that fills the small disk.
