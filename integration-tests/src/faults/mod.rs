@@ -18,11 +18,12 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 
 use checker::{History, Report, check};
 use cluster::FaultCluster;
 use nemesis::{Rng, Timeline};
+use proxy::Node;
 use workload::{Clients, WorkloadSpec};
 
 /// How one run goes.
@@ -112,6 +113,17 @@ fn run_on(
     clients.create_topic()?;
     let brokers = cluster.broker_ids();
     clients.await_healthy(&brokers, nemesis::RECOVERY_TIMEOUT)?;
+    // Every broker has registered through the coordinator's proxy by now;
+    // if the proxy saw those connections as a client's, cutting a broker
+    // off would cut nothing and the run would prove nothing.
+    let wired = cluster.network().connections();
+    for id in &brokers {
+        ensure!(
+            wired.contains_key(&(Node::Broker(*id), Node::Coordinator)),
+            "the proxies could not tell broker-{id}'s connections apart (is /proc readable?); \
+             connections seen: {wired:?}"
+        );
+    }
     timeline.log(format!(
         "topic {} ready: {} partitions, RF 3, min.insync.replicas=2; {} producers at {}/s, {} consumers",
         spec.workload.topic,
