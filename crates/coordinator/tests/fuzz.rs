@@ -241,8 +241,9 @@ fn shifted32(value: i32, delta: i64) -> i32 {
 }
 
 /// Carries out one operation as the writer would, returning the records.
-fn decide(changes: &mut Changes<'_>, op: &Op, rng: &mut Rng) {
-    const UNCLEAN: bool = false;
+/// `unclean`: the coordinator's `unclean.leader.election.enable`, which
+/// topics without their own setting follow.
+fn decide(changes: &mut Changes<'_>, op: &Op, rng: &mut Rng, unclean: bool) {
     match op {
         Op::Register {
             broker_id,
@@ -257,13 +258,13 @@ fn decide(changes: &mut Changes<'_>, op: &Op, rng: &mut Rng) {
                 session_timeout_ms: 6000,
                 cluster_id: String::new(),
             };
-            let _ = register_broker(changes, &request, 6000, UNCLEAN);
+            let _ = register_broker(changes, &request, 6000, unclean);
         }
         Op::Fence(id) => {
-            fence_broker(changes, *id, UNCLEAN);
+            fence_broker(changes, *id, unclean);
         }
         Op::Unfence(id) => {
-            unfence_broker(changes, *id, UNCLEAN);
+            unfence_broker(changes, *id, unclean);
         }
         Op::ControlledShutdown {
             broker_id,
@@ -477,7 +478,7 @@ fn check_transition(before: &MetadataImage, after: &MetadataImage) -> Result<(),
     Ok(())
 }
 
-fn run_ops(ops: &[Op], seed: u64) -> Result<(), TestCaseError> {
+fn run_ops(ops: &[Op], seed: u64, unclean: bool) -> Result<(), TestCaseError> {
     let mut image = MetadataImage {
         cluster_id: "fuzz".into(),
         ..Default::default()
@@ -499,7 +500,7 @@ fn run_ops(ops: &[Op], seed: u64) -> Result<(), TestCaseError> {
     for (step, op) in ops.iter().enumerate() {
         let before = image.clone();
         let mut changes = Changes::new(&mut image);
-        decide(&mut changes, op, &mut rng);
+        decide(&mut changes, op, &mut rng, unclean);
         let records = changes.into_records();
         // The writer commits: the version moves by the records appended.
         image.version += records.len() as i64;
@@ -529,8 +530,12 @@ fn run_ops(ops: &[Op], seed: u64) -> Result<(), TestCaseError> {
 fn controller_invariants_hold_under_random_operations() {
     let mut runner = TestRunner::new(fuzz_support::config(256));
     let result = runner.run(
-        &(proptest::collection::vec(arb_op(), 1..60), any::<u64>()),
-        |(ops, seed)| run_ops(&ops, seed),
+        &(
+            proptest::collection::vec(arb_op(), 1..60),
+            any::<u64>(),
+            any::<bool>(),
+        ),
+        |(ops, seed, unclean)| run_ops(&ops, seed, unclean),
     );
     if let Err(err) = result {
         panic!("{err}");
