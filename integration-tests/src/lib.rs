@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+pub mod faults;
+
 /// Generous bound for a process to reach a readiness line on a loaded
 /// 2-core machine. Tests wait for the line itself; this only bounds a hang.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -492,6 +494,51 @@ fn port_after(line: &str, marker: &str) -> Result<u16> {
         .with_context(|| format!("port {port:?} in {line:?}"))
 }
 
+/// Starts the daemon binary `program` on its properties file `config`,
+/// logging to `log`, and waits for its `ready` line, which names the port
+/// it bound. `spawned` sees the process before it is ready.
+pub(crate) fn start_daemon(
+    name: &str,
+    program: &str,
+    config: &Path,
+    log: &Path,
+    ready: &str,
+    spawned: impl FnOnce(&Process),
+) -> Result<(Process, u16)> {
+    let mut process = Process::spawn(name, &binary(program), &[config.display().to_string()], log)?;
+    spawned(&process);
+    let line = process.wait_for_line(ready, READY_TIMEOUT)?;
+    let port = port_after(&line, ready)?;
+    refuse_ignored_settings(&process)?;
+    Ok((process, port))
+}
+
+/// Appends `key=value` to a properties file; the last value of a key wins,
+/// so this pins a port learnt at the first start for every restart.
+pub(crate) fn append_property(path: &Path, key: &str, value: &str) -> Result<()> {
+    let mut text =
+        fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.push_str(&format!("{key}={value}\n"));
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A setting the daemon warned about (`Property x is not valid`) is one the
+/// test believes it made and did not: refuse to go on.
+pub(crate) fn refuse_ignored_settings(process: &Process) -> Result<()> {
+    let unknown: Vec<String> = process
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("is not valid"))
+        .collect();
+    if !unknown.is_empty() {
+        bail!(
+            "{} ignored configuration the test set: {unknown:?}",
+            process.name()
+        );
+    }
+    Ok(())
+}
+
 #[derive(Debug)]
 struct BrokerSlot {
     process: Option<Process>,
@@ -621,20 +668,18 @@ impl Cluster {
         let log = self
             .dir()
             .join(format!("zookeeper-{}.log", self.coordinator_starts));
-        let mut process = Process::spawn(
+        let (process, port) = start_daemon(
             "zookeeper",
-            &binary("zookeeper-server-start"),
-            &[self.coordinator_config.display().to_string()],
+            "zookeeper-server-start",
+            &self.coordinator_config,
             &log,
+            COORDINATOR_READY,
+            |_| {},
         )?;
-        let line = process.wait_for_line(COORDINATOR_READY, READY_TIMEOUT)?;
-        let port = port_after(&line, COORDINATOR_READY)?;
         if self.coordinator_port == 0 {
             // Later restarts keep the port, as a user's coordinator would.
             self.coordinator_port = port;
-            let mut text = fs::read_to_string(&self.coordinator_config)?;
-            text.push_str(&format!("clientPort={port}\n"));
-            fs::write(&self.coordinator_config, text)?;
+            append_property(&self.coordinator_config, "clientPort", &port.to_string())?;
         }
         self.coordinator = Some(process);
         Ok(())
@@ -648,19 +693,21 @@ impl Cluster {
             .ok_or_else(|| anyhow!("no broker {id}"))?;
         slot.starts += 1;
         let log = dir.join(format!("broker-{id}-{}.log", slot.starts));
-        let mut process = Process::spawn(
+        let (process, port) = start_daemon(
             &format!("broker-{id}"),
-            &binary("kafka-server-start"),
-            &[slot.config_path.display().to_string()],
+            "kafka-server-start",
+            &slot.config_path,
             &log,
+            BROKER_LISTENING,
+            |_| {},
         )?;
-        let line = process.wait_for_line(BROKER_LISTENING, READY_TIMEOUT)?;
-        let port = port_after(&line, BROKER_LISTENING)?;
         if slot.port == 0 {
             slot.port = port;
-            let mut text = fs::read_to_string(&slot.config_path)?;
-            text.push_str(&format!("listeners=PLAINTEXT://127.0.0.1:{port}\n"));
-            fs::write(&slot.config_path, text)?;
+            append_property(
+                &slot.config_path,
+                "listeners",
+                &format!("PLAINTEXT://127.0.0.1:{port}"),
+            )?;
         }
         slot.process = Some(process);
         Ok(())
@@ -669,15 +716,7 @@ impl Cluster {
     fn wait_broker_started(&mut self, id: i32) -> Result<()> {
         let process = self.broker_mut(id)?;
         process.wait_for_line(BROKER_STARTED, READY_TIMEOUT)?;
-        let unknown: Vec<String> = process
-            .log_lines()
-            .into_iter()
-            .filter(|l| l.contains("is not valid"))
-            .collect();
-        if !unknown.is_empty() {
-            bail!("broker {id} ignored configuration the test set: {unknown:?}");
-        }
-        Ok(())
+        refuse_ignored_settings(process)
     }
 
     pub fn broker_ids(&self) -> Vec<i32> {

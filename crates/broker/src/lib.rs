@@ -13,6 +13,8 @@
 //! The broker never links the coordinator crate: they talk over gRPC only.
 
 mod fetcher;
+#[cfg(test)]
+mod fuzz_tests;
 mod link;
 pub mod meta;
 pub mod partition;

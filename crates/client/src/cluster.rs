@@ -86,6 +86,9 @@ pub struct PartitionInfo {
 /// One topic of a metadata snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TopicMetadata {
+    /// Tells a topic from an earlier one of the same name (whose leader
+    /// epochs started again from 0).
+    pub(crate) topic_id: bytes::Bytes,
     /// The topic-level error, if the broker gave one (unknown topic, ...).
     pub(crate) error: Option<(ErrorCode, String)>,
     /// Sorted by partition index.
@@ -146,7 +149,17 @@ impl ClusterSnapshot {
         }
     }
 
-    fn from_response(generation: u64, response: MetadataResponse) -> Self {
+    /// The snapshot of a `Metadata` answer. A partition whose leader epoch
+    /// is older than the one `previous` knows keeps its `previous` entry: a
+    /// broker that has not caught up with the coordinator yet answers with
+    /// stale leaders, and following one would move the partition back to a
+    /// broker that no longer leads it (as Kafka's clients, KIP-320, never
+    /// accept a lower leader epoch).
+    fn from_response(
+        generation: u64,
+        response: MetadataResponse,
+        previous: &ClusterSnapshot,
+    ) -> Self {
         let brokers: HashMap<i32, Node> = response
             .brokers
             .into_iter()
@@ -165,6 +178,10 @@ impl ClusterSnapshot {
             .into_iter()
             .map(|topic| {
                 let error = ErrorCode::from_code(topic.error_code);
+                let known = previous
+                    .topics
+                    .get(&topic.name)
+                    .filter(|known| known.topic_id == topic.topic_id);
                 let mut partitions: Vec<PartitionInfo> = topic
                     .partitions
                     .into_iter()
@@ -177,6 +194,17 @@ impl ClusterSnapshot {
                         isr: p.isr,
                         offline_replicas: p.offline_replicas,
                     })
+                    .map(|fresh| {
+                        let stale = known
+                            .and_then(|k| {
+                                k.partitions
+                                    .binary_search_by_key(&fresh.partition, |p| p.partition)
+                                    .ok()
+                                    .map(|i| &k.partitions[i])
+                            })
+                            .filter(|old| old.leader_epoch > fresh.leader_epoch);
+                        stale.cloned().unwrap_or(fresh)
+                    })
                     .collect();
                 partitions.sort_by_key(|p| p.partition);
                 let available = partitions
@@ -185,6 +213,7 @@ impl ClusterSnapshot {
                     .map(|p| p.partition)
                     .collect();
                 let metadata = TopicMetadata {
+                    topic_id: topic.topic_id,
                     error: (!error.is_ok()).then_some((error, topic.error_message)),
                     partitions,
                     available,
@@ -512,10 +541,11 @@ async fn refresh_loop(shared: Arc<MetadataShared>) {
                     "metadata refreshed"
                 );
                 *lock(&shared.last_error) = None;
+                let previous = shared.snapshot.borrow().clone();
                 shared
                     .snapshot
                     .send_replace(Arc::new(ClusterSnapshot::from_response(
-                        generation, response,
+                        generation, response, &previous,
                     )));
                 last_success = Some(Instant::now());
                 if failures_in_a_row > 0 {
@@ -554,4 +584,69 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::broker::{BrokerEndpoint, PartitionMetadata, TopicMetadata as WireTopic};
+
+    use super::*;
+
+    fn answer(topic_id: &'static [u8], leaders: &[(i32, i32)]) -> MetadataResponse {
+        MetadataResponse {
+            brokers: (0..3)
+                .map(|id| BrokerEndpoint {
+                    broker_id: id,
+                    host: "127.0.0.1".into(),
+                    port: 9092 + id,
+                    rack: String::new(),
+                })
+                .collect(),
+            topics: vec![WireTopic {
+                name: "t".into(),
+                topic_id: bytes::Bytes::from_static(topic_id),
+                partitions: leaders
+                    .iter()
+                    .enumerate()
+                    .map(|(partition, (leader, epoch))| PartitionMetadata {
+                        partition: partition as i32,
+                        leader: *leader,
+                        leader_epoch: *epoch,
+                        replicas: vec![0, 1, 2],
+                        isr: vec![0, 1, 2],
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stale_answer_never_moves_a_partition_back_to_an_older_leader() {
+        // Under faults, a broker that has not yet seen an election answers
+        // with the old leader; following it sends records to a broker that
+        // no longer leads (or leads again later, under a new epoch).
+        let first = ClusterSnapshot::from_response(
+            1,
+            answer(b"id-1", &[(1, 5), (2, 3)]),
+            &ClusterSnapshot::empty(),
+        );
+        let stale = ClusterSnapshot::from_response(2, answer(b"id-1", &[(0, 4), (0, 4)]), &first);
+        assert_eq!(stale.leader("t", 0), Some((1, 5)), "went back to epoch 4");
+        assert_eq!(stale.leader("t", 1), Some((0, 4)), "a newer epoch is taken");
+        assert_eq!(stale.generation, 2);
+    }
+
+    #[test]
+    fn a_recreated_topic_starts_its_leader_epochs_again() {
+        let old = ClusterSnapshot::from_response(
+            1,
+            answer(b"id-1", &[(1, 5)]),
+            &ClusterSnapshot::empty(),
+        );
+        let recreated = ClusterSnapshot::from_response(2, answer(b"id-2", &[(2, 0)]), &old);
+        assert_eq!(recreated.leader("t", 0), Some((2, 0)));
+    }
 }

@@ -158,13 +158,35 @@ fn snappy_xerial_compress(input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecEr
     Ok(())
 }
 
+/// No snappy block expands more than this: its densest element, a 3-byte
+/// copy, writes at most 64 bytes.
+const SNAPPY_MAX_EXPANSION: usize = 32;
+
+/// The decompressed length a raw snappy block declares, refused when the
+/// block could not hold that much: the length is reserved before the
+/// block is decoded, so believing it would let a few bytes claim (and
+/// allocate) up to the whole decompression limit.
+fn snappy_block_len(block: &[u8]) -> Result<usize, CodecError> {
+    let codec = Compression::Snappy;
+    let length = snap::raw::decompress_len(block).map_err(|e| CodecError::decompress(codec, &e))?;
+    if length > block.len().saturating_mul(SNAPPY_MAX_EXPANSION) {
+        return Err(CodecError::decompress(
+            codec,
+            &format!(
+                "a {}-byte block claims to decompress to {length} bytes",
+                block.len()
+            ),
+        ));
+    }
+    Ok(length)
+}
+
 fn snappy_xerial_decompress(input: &[u8]) -> Result<Vec<u8>, CodecError> {
     let codec = Compression::Snappy;
     let mut decoder = snap::raw::Decoder::new();
     if !input.starts_with(&XERIAL_MAGIC) {
         // Not xerial-framed: one raw snappy block, as some clients write.
-        let length =
-            snap::raw::decompress_len(input).map_err(|e| CodecError::decompress(codec, &e))?;
+        let length = snappy_block_len(input)?;
         if length > MAX_DECOMPRESSED_BYTES {
             return Err(too_large(codec));
         }
@@ -195,8 +217,7 @@ fn snappy_xerial_decompress(input: &[u8]) -> Result<Vec<u8>, CodecError> {
                 CodecError::decompress(codec, &format!("block length {length} runs past the input"))
             })?;
         pos += block.len();
-        let block_len =
-            snap::raw::decompress_len(block).map_err(|e| CodecError::decompress(codec, &e))?;
+        let block_len = snappy_block_len(block)?;
         if out.len() + block_len > MAX_DECOMPRESSED_BYTES {
             return Err(too_large(codec));
         }
@@ -239,6 +260,28 @@ mod tests {
                 let output = decompress(codec, &compressed).unwrap();
                 assert_eq!(output, input, "{codec:?} at {len} bytes");
             }
+        }
+    }
+
+    /// Found by the decoder fuzz target (`tests/fuzz.rs`): the four bytes
+    /// of a raw snappy length varint made the decoder reserve the 10 MiB
+    /// they claim (up to the 256 MiB limit) before finding the block empty.
+    #[test]
+    fn a_snappy_length_the_block_cannot_hold_is_refused_before_allocating() {
+        let err = decompress(Compression::Snappy, &[0x80, 0x80, 0x80, 0x05]).unwrap_err();
+        assert!(err.message.contains("claims"), "{err}");
+        let mut xerial = XERIAL_MAGIC.to_vec();
+        xerial.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 4, 0x80, 0x80, 0x80, 0x05]);
+        let err = decompress(Compression::Snappy, &xerial).unwrap_err();
+        assert!(err.message.contains("claims"), "{err}");
+        // The densest real blocks (runs of one byte) still decode.
+        for len in [64, 32 * 1024, 1 << 20] {
+            let zeros = vec![0u8; len];
+            let mut compressed = Vec::new();
+            compress(Compression::Snappy, &zeros, &mut compressed).unwrap();
+            assert_eq!(decompress(Compression::Snappy, &compressed).unwrap(), zeros);
+            let raw = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+            assert_eq!(decompress(Compression::Snappy, &raw).unwrap(), zeros);
         }
     }
 

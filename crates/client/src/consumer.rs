@@ -31,10 +31,6 @@ use crate::codec;
 use crate::config::{ConsumerConfig, OffsetReset};
 use crate::error::ClientError;
 
-/// The most record slots `poll` reserves up front (`max.poll.records` may
-/// be set far higher than a poll ever fills).
-const MAX_PREALLOCATED_RECORDS: usize = 4096;
-
 /// A record as the consumer returns it. Key, value and header values share
 /// the fetched buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -575,13 +571,12 @@ impl Consumer {
 
     /// Hands out up to `max` buffered records, advancing positions.
     fn take_buffered(&mut self, max: usize) -> Result<Vec<ConsumerRecord>, ClientError> {
-        let mut out = Vec::with_capacity(max.min(MAX_PREALLOCATED_RECORDS));
+        let mut out = Vec::new();
         let check_crcs = self.config.check_crcs;
         while out.len() < max {
             let Some(fetch) = self.buffered.front_mut() else {
                 break;
             };
-            // Looked up once per fetch, not once per record.
             let state = match self.partitions.get_mut(&fetch.topic_partition) {
                 Some(state) if state.generation == fetch.generation => state,
                 _ => {
@@ -589,61 +584,56 @@ impl Consumer {
                     continue;
                 }
             };
-            let Position::Known(mut position) = state.position else {
+            let Position::Known(position) = state.position else {
                 self.buffered.pop_front();
                 continue;
             };
-            while out.len() < max {
-                match fetch.next_record(position, check_crcs) {
-                    Ok(Some(record)) => {
-                        position = record.offset + 1;
-                        state.position = Position::Known(position);
-                        out.push(ConsumerRecord {
-                            topic: Arc::clone(&fetch.topic),
-                            partition: fetch.topic_partition.partition,
-                            offset: record.offset,
-                            timestamp: record.timestamp,
-                            timestamp_type: fetch.current_timestamp_type,
-                            key: record.key,
-                            value: record.value,
-                            headers: record.headers,
-                        });
+            match fetch.next_record(position, check_crcs) {
+                Ok(Some(record)) => {
+                    state.position = Position::Known(record.offset + 1);
+                    out.push(ConsumerRecord {
+                        topic: Arc::clone(&fetch.topic),
+                        partition: fetch.topic_partition.partition,
+                        offset: record.offset,
+                        timestamp: record.timestamp,
+                        timestamp_type: fetch.current_timestamp_type,
+                        key: record.key,
+                        value: record.value,
+                        headers: record.headers,
+                    });
+                }
+                Ok(None) => {
+                    if fetch.current_next_offset > position {
+                        state.position = Position::Known(fetch.current_next_offset);
                     }
-                    Ok(None) => {
-                        if fetch.current_next_offset > position {
-                            state.position = Position::Known(fetch.current_next_offset);
-                        }
-                        let progressed = fetch.read > 0;
-                        let fetch = self.buffered.pop_front();
-                        if !progressed && let Some(fetch) = fetch {
-                            // Data came back but not one whole batch of it:
-                            // fetching again would loop forever.
-                            return Err(ClientError::CorruptRecord {
-                                topic: fetch.topic_partition.topic,
-                                partition: fetch.topic_partition.partition,
-                                offset: position,
-                                reason: format!(
-                                    "the fetch answer of {} bytes holds no complete record batch; is max.partition.fetch.bytes ({}) too small?",
-                                    fetch.batches.len(),
-                                    self.config.max_partition_fetch_bytes
-                                ),
-                            });
-                        }
-                        break;
-                    }
-                    Err(reason) => {
-                        let fetch = self.buffered.pop_front();
-                        state.retry_after =
-                            Some(Instant::now() + self.config.common.retry_backoff());
-                        let tp = fetch
-                            .map_or_else(|| TopicPartition::new("", -1), |f| f.topic_partition);
+                    let progressed = fetch.read > 0;
+                    let fetch = self.buffered.pop_front();
+                    if !progressed && let Some(fetch) = fetch {
+                        // Data came back but not one whole batch of it:
+                        // fetching again would loop forever.
                         return Err(ClientError::CorruptRecord {
-                            topic: tp.topic,
-                            partition: tp.partition,
+                            topic: fetch.topic_partition.topic,
+                            partition: fetch.topic_partition.partition,
                             offset: position,
-                            reason,
+                            reason: format!(
+                                "the fetch answer of {} bytes holds no complete record batch; is max.partition.fetch.bytes ({}) too small?",
+                                fetch.batches.len(),
+                                self.config.max_partition_fetch_bytes
+                            ),
                         });
                     }
+                }
+                Err(reason) => {
+                    let fetch = self.buffered.pop_front();
+                    state.retry_after = Some(Instant::now() + self.config.common.retry_backoff());
+                    let tp =
+                        fetch.map_or_else(|| TopicPartition::new("", -1), |f| f.topic_partition);
+                    return Err(ClientError::CorruptRecord {
+                        topic: tp.topic,
+                        partition: tp.partition,
+                        offset: position,
+                        reason,
+                    });
                 }
             }
         }

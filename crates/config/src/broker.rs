@@ -517,6 +517,12 @@ impl BrokerConfig {
         Ok(config)
     }
 
+    /// The keys this config reads into typed fields (each validated; a
+    /// bad value is an error naming it).
+    pub fn typed_keys() -> &'static [&'static str] {
+        TYPED_KEYS
+    }
+
     /// Whether this program knows `key` as a broker config (acting on it or
     /// knowingly not), so that it is not reported as unknown.
     pub fn is_known_key(key: &str) -> bool {

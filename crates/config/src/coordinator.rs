@@ -244,6 +244,12 @@ impl CoordinatorConfig {
         })
     }
 
+    /// The keys this config reads into typed fields (each validated; a
+    /// bad value is an error naming it).
+    pub fn typed_keys() -> &'static [&'static str] {
+        TYPED_KEYS
+    }
+
     /// Whether this program knows `key` as a coordinator config.
     pub fn is_known_key(key: &str) -> bool {
         TYPED_KEYS.contains(&key)

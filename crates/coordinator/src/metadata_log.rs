@@ -11,8 +11,10 @@
 //!   version after it is its base offset plus its record count.
 //! - `<version, 20 digits>.snapshot`: the whole image at that version, as
 //!   batches of records; written to a `.tmp` file, fsynced, then renamed.
-//!   A snapshot starts a new segment and makes the segments before it
-//!   (and older snapshots) deletable.
+//!   Each batch carries the snapshot's record count, so a snapshot cut
+//!   short is refused, never loaded as a smaller state. A snapshot starts
+//!   a new segment and makes the segments before it (and older snapshots)
+//!   deletable.
 //!
 //! Recovery loads the newest snapshot, replays the batches after it and
 //! truncates a torn tail (what `kill -9` in the middle of a write leaves);
@@ -200,7 +202,7 @@ impl MetadataLog {
         };
         let snapshot_version = files.snapshots.last().copied();
         if let Some(version) = snapshot_version {
-            load_snapshot(&snapshot_path(dir, version), &mut image)?;
+            load_snapshot(&snapshot_path(dir, version), version, &mut image)?;
             image.version = version;
         }
         let covered = snapshot_version.unwrap_or(0);
@@ -300,10 +302,7 @@ impl MetadataLog {
     pub fn write_snapshot(&mut self, records: &[MetadataRecord]) -> Result<(), LogError> {
         let version = self.end_version;
         let name = snapshot_name(version);
-        let mut bytes = Vec::new();
-        for chunk in records.chunks(SNAPSHOT_BATCH_RECORDS) {
-            bytes.extend_from_slice(&encode_batch(chunk)?);
-        }
+        let bytes = encode_snapshot(records)?;
         write_atomically(&self.dir, &name, &bytes)?;
 
         if self.segment_base != version {
@@ -493,11 +492,38 @@ fn new_cluster_id() -> String {
 }
 
 fn encode_batch(records: &[MetadataRecord]) -> Result<Bytes, LogError> {
+    encode_batch_in_snapshot(records, None)
+}
+
+/// Snapshot batches say how many records the whole snapshot holds (in the
+/// producer id, a field metadata batches have no other use for) and the
+/// index of their first record in it (in the base sequence), so that a
+/// snapshot cut short at a batch boundary, or emptied, is damage rather
+/// than a smaller state. Snapshots written before this carry -1 there and
+/// are read as they always were.
+fn encode_snapshot(records: &[MetadataRecord]) -> Result<Vec<u8>, LogError> {
+    let total = records.len() as i64;
+    let mut bytes = Vec::new();
+    for (i, chunk) in records.chunks(SNAPSHOT_BATCH_RECORDS).enumerate() {
+        let first = (i * SNAPSHOT_BATCH_RECORDS) as i32;
+        bytes.extend_from_slice(&encode_batch_in_snapshot(chunk, Some((total, first)))?);
+    }
+    Ok(bytes)
+}
+
+/// `snapshot`: the snapshot's record count and this batch's first index.
+fn encode_batch_in_snapshot(
+    records: &[MetadataRecord],
+    snapshot: Option<(i64, i32)>,
+) -> Result<Bytes, LogError> {
     let timestamp_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let mut builder =
         RecordBatchBuilder::with_capacity(records.iter().map(|r| r.encoded_len() + 8).sum());
+    if let Some((total, first)) = snapshot {
+        builder = builder.producer(total, 0, first);
+    }
     let mut value = Vec::new();
     for record in records {
         value.clear();
@@ -546,23 +572,49 @@ fn read_base_offset(batch: &[u8]) -> i64 {
     records::BatchHeader::parse(batch).map_or(-1, |h| h.base_offset)
 }
 
-fn load_snapshot(path: &Path, image: &mut MetadataImage) -> Result<(), LogError> {
+fn load_snapshot(path: &Path, version: i64, image: &mut MetadataImage) -> Result<(), LogError> {
     let bytes = fs::read(path).map_err(io_error("read", path))?;
+    let corrupt = |problem: String| LogError::Corrupt {
+        path: path.to_owned(),
+        problem,
+    };
     let (valid, error) = valid_prefix(&bytes, MAX_BATCH_BYTES);
     if let Some(error) = error {
-        return Err(LogError::Corrupt {
-            path: path.to_owned(),
-            problem: format!("invalid batch at byte {valid}: {error}"),
-        });
+        return Err(corrupt(format!("invalid batch at byte {valid}: {error}")));
     }
+    // Every change is a record and none removes a broker, so the state at
+    // any version past 0 has records: an empty snapshot of it is damage.
+    if bytes.is_empty() && version > 0 {
+        return Err(corrupt(format!(
+            "it is empty, but the state at version {version} is not"
+        )));
+    }
+    let mut loaded: i64 = 0;
+    let mut total = None;
     for batch in Batches::new(&bytes, MAX_BATCH_BYTES) {
-        let (_, batch) = batch.map_err(|e| LogError::Corrupt {
-            path: path.to_owned(),
-            problem: e.to_string(),
-        })?;
-        for record in decode_records(path, batch)? {
+        let (header, batch) = batch.map_err(|e| corrupt(e.to_string()))?;
+        if header.producer_id >= 0 {
+            // Written with its record count: check it holds all of them.
+            if total.is_some_and(|t| t != header.producer_id)
+                || i64::from(header.base_sequence) != loaded
+            {
+                return Err(corrupt(format!(
+                    "its batches disagree on its records: a batch says {} records from index {}, after {loaded} records",
+                    header.producer_id, header.base_sequence
+                )));
+            }
+            total = Some(header.producer_id);
+        }
+        let records = decode_records(path, batch)?;
+        loaded += records.len() as i64;
+        for record in records {
             image.apply(&record);
         }
+    }
+    if let Some(total) = total.filter(|&t| t != loaded) {
+        return Err(corrupt(format!(
+            "it holds {loaded} of its {total} records: it was cut short"
+        )));
     }
     Ok(())
 }
@@ -798,6 +850,52 @@ mod tests {
         assert_eq!(recovered.replayed.len(), 1);
     }
 
+    /// Found by the metadata-log fuzz target (`tests/fuzz.rs`): a snapshot
+    /// truncated to nothing loaded as an empty state, and the segment after
+    /// it replayed on top, so every topic and broker it held vanished
+    /// without a word.
+    #[test]
+    fn an_emptied_snapshot_is_refused_not_read_as_an_empty_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let Recovered {
+            mut log, mut image, ..
+        } = open_in(dir.path()).unwrap();
+        commit(&mut log, &mut image, &[broker(1, 1), topic("t")]);
+        log.write_snapshot(&image.snapshot_records()).unwrap();
+        commit(&mut log, &mut image, &[broker(2, 3)]);
+        drop(log);
+        fs::write(snapshot_path(dir.path(), 2), b"").unwrap();
+        let err = open_in(dir.path()).unwrap_err();
+        assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    /// The same damage at a batch boundary of a snapshot of several
+    /// batches: each batch says how many records the snapshot holds.
+    #[test]
+    fn a_snapshot_cut_at_a_batch_boundary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let Recovered {
+            mut log, mut image, ..
+        } = open_in(dir.path()).unwrap();
+        let brokers: Vec<MetadataRecord> = (0..SNAPSHOT_BATCH_RECORDS as i32 + 5)
+            .map(|id| broker(id, 1))
+            .collect();
+        commit(&mut log, &mut image, &brokers);
+        log.write_snapshot(&image.snapshot_records()).unwrap();
+        drop(log);
+        let path = snapshot_path(dir.path(), image.version);
+        let bytes = fs::read(&path).unwrap();
+        let first = records::peek_batch_size(&bytes).unwrap();
+        assert!(first < bytes.len(), "the snapshot has a second batch");
+        assert_eq!(open_in(dir.path()).unwrap().image, image);
+        fs::write(&path, &bytes[..first]).unwrap();
+        let err = open_in(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("cut short"), "{err}");
+    }
+
+    /// Snapshots written before batches carried their record count (as
+    /// this one, in the old format) still load.
     #[test]
     fn a_crash_between_snapshot_and_cleanup_is_recovered() {
         let dir = tempfile::tempdir().unwrap();

@@ -91,13 +91,18 @@ impl BatchHeader {
         self.batch_length as usize + LOG_OVERHEAD
     }
 
+    /// Saturates at `i64::MAX` for the base offsets near it that no log
+    /// holds: the fields come from the input, and the base offset lies
+    /// outside the CRC, so a damaged one must not overflow here.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
-    /// The offset the batch after this one starts at.
+    /// The offset the batch after this one starts at (saturating, as
+    /// [`last_offset`](Self::last_offset)).
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// The compression codec bits; `None` if they name no codec Kafka knows.

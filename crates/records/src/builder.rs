@@ -115,7 +115,9 @@ impl RecordBatchBuilder {
         buf.reserve(varint_len(body as i32) + body);
         put_varint(buf, body as i32);
         buf.push(0); // record attributes: unused by v2
-        put_varlong(buf, timestamp - self.base_timestamp);
+        // Wrapping, as Kafka's Java client computes it: the decoder adds it
+        // back with the same wrap, so any pair of timestamps round-trips.
+        put_varlong(buf, timestamp.wrapping_sub(self.base_timestamp));
         put_varint(buf, offset_delta);
         put_bytes(buf, key);
         put_bytes(buf, value);
@@ -140,7 +142,7 @@ impl RecordBatchBuilder {
         } else {
             self.base_timestamp
         };
-        1 + varlong_len(timestamp - base_timestamp)
+        1 + varlong_len(timestamp.wrapping_sub(base_timestamp))
             + varint_len(self.record_count)
             + bytes_len(key)
             + bytes_len(value)

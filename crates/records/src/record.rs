@@ -166,7 +166,9 @@ where
         let record = record?;
         let timestamp = match header.timestamp_type() {
             TimestampType::LogAppendTime => header.max_timestamp,
-            TimestampType::CreateTime => header.base_timestamp + record.timestamp_delta,
+            // Fields of the input: wrapping (as Kafka's Java does) instead of
+            // an overflow panic, and the inverse of the builder's delta.
+            TimestampType::CreateTime => header.base_timestamp.wrapping_add(record.timestamp_delta),
         };
         // Most records carry no headers: skip the parse-and-collect for them.
         let headers = if record.header_count == 0 {
@@ -182,7 +184,9 @@ where
                 .collect()
         };
         out.push(Record {
-            offset: header.base_offset + i64::from(record.offset_delta),
+            offset: header
+                .base_offset
+                .wrapping_add(i64::from(record.offset_delta)),
             timestamp,
             key: record.key.map(|k| records.slice_ref(k)),
             value: record.value.map(|v| records.slice_ref(v)),

@@ -46,8 +46,8 @@ impl LeaderEpochCache {
     /// rebuilds the history from the batches themselves).
     pub(crate) fn load(dir: &Path) -> Result<Self, StorageError> {
         let mut cache = Self::empty(dir);
-        let text = match fs::read_to_string(&cache.path) {
-            Ok(text) => text,
+        let bytes = match fs::read(&cache.path) {
+            Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(cache),
             Err(err) => return Err(StorageError::io("read", &cache.path)(err)),
         };
@@ -55,6 +55,9 @@ impl LeaderEpochCache {
             path: cache.path.clone(),
             reason,
         };
+        // Bytes that are not text are damage like any other, to be rebuilt
+        // from the log, not an I/O error that stops the broker.
+        let text = String::from_utf8(bytes).map_err(|_| corrupt("not UTF-8 text".into()))?;
         let mut lines = text.lines();
         if lines.next() != Some("0") {
             return Err(corrupt("unsupported version".into()));
@@ -194,6 +197,18 @@ mod tests {
             assert!(c.assign(epoch, start_offset));
         }
         c
+    }
+
+    /// Found by the recovery fuzz target (`tests/fuzz.rs`): one byte that
+    /// is not UTF-8 appended to the checkpoint made `load` an I/O error,
+    /// which stopped the broker from opening its logs instead of
+    /// rebuilding the history from the batches.
+    #[test]
+    fn a_checkpoint_that_is_not_text_is_corrupt_not_an_io_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(LEADER_EPOCH_FILE), b"0\n1\n0 0\n\x80").unwrap();
+        let err = LeaderEpochCache::load(dir.path()).unwrap_err();
+        assert!(matches!(err, StorageError::CorruptFile { .. }), "{err:?}");
     }
 
     #[test]

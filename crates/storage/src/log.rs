@@ -261,7 +261,8 @@ impl Log {
         }
         // An epoch that starts exactly at the LEO (no batch written in it
         // yet, or all below the log start) is still knowledge: keep it.
-        epochs_changed |= epochs.truncate_from_end(log_end_offset + 1);
+        // (Saturating: a log a leader restarted at i64::MAX ends there.)
+        epochs_changed |= epochs.truncate_from_end(log_end_offset.saturating_add(1));
         epochs_changed |= epochs.truncate_from_start(log_start_offset);
         if epochs_changed {
             epochs.persist()?;
@@ -869,7 +870,9 @@ impl Log {
     /// Removes every batch at or after `offset`; a batch that holds `offset`
     /// goes whole, so the log ends on a batch boundary at or below it.
     /// Indexes and the epoch history follow. Returns the new LEO. Below the
-    /// log start offset it empties the log and restarts it at `offset`.
+    /// log start offset it empties the log and restarts it at `offset`
+    /// (refused when negative, as by
+    /// [`truncate_fully_and_start_at`](Self::truncate_fully_and_start_at)).
     pub fn truncate_to(&self, offset: i64) -> Result<i64, StorageError> {
         if offset < self.log_start_offset() {
             self.truncate_fully_and_start_at(offset)?;
@@ -938,8 +941,17 @@ impl Log {
     }
 
     /// Deletes every segment and restarts the log, empty, at `offset` (a
-    /// follower whose fetch offset fell below the leader's log start).
+    /// follower whose fetch offset fell below the leader's log start). A
+    /// negative `offset` is [`StorageError::OffsetOutOfRange`]: no log
+    /// starts there.
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+        if offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: self.log_end_offset(),
+            });
+        }
         let mut appender = lock(&self.appender);
         let _flusher = lock(&self.flusher);
         let segments = self.segments();
@@ -1013,7 +1025,9 @@ impl Log {
                         .filter(|&t| t >= 0)
                         .or_else(|| segment.last_modified_ms())
                         .unwrap_or(now_ms);
-                    now_ms - largest > retention
+                    // Saturating: both are times the caller and the
+                    // batches chose, not necessarily sane ones.
+                    now_ms.saturating_sub(largest) > retention
                 });
                 let by_size = config.retention_bytes.is_some() && excess >= size;
                 if by_size || by_time {

@@ -47,6 +47,22 @@ pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
 
 /// A batch's last offset, saturating where a corrupt base offset would
 /// overflow (callers compare it; they never index with it).
+/// Where an offset index entry says a batch is, and the last offset of
+/// that batch (what the entry records).
+#[derive(Debug, Clone, Copy)]
+struct IndexedBatch {
+    position: u64,
+    last_offset: i64,
+}
+
+impl IndexedBatch {
+    /// Whether `header`, read at this entry's position, is the batch it
+    /// names.
+    fn names(&self, header: Option<&BatchHeader>) -> bool {
+        header.is_some_and(|h| last_offset_saturating(h) == self.last_offset)
+    }
+}
+
 fn last_offset_saturating(header: &BatchHeader) -> i64 {
     header
         .base_offset
@@ -624,33 +640,61 @@ impl Segment {
     }
 
     /// Where to start looking for `offset`: the position of the last indexed
-    /// batch ending before it.
+    /// batch ending before it, once the batch there is the one the entry
+    /// names (else 0: the whole segment is scanned).
     fn index_position(&self, offset: i64) -> Result<u64, StorageError> {
-        Ok(self.index_positions(offset)?.0)
+        let Some(entry) = self.index_positions(offset)?.0 else {
+            return Ok(0);
+        };
+        let mut header = [0u8; HEADER_LEN];
+        let named = self.file.read_exact_at(&mut header, entry.position).is_ok()
+            && entry.names(BatchHeader::parse(&header).as_ref().ok());
+        if named {
+            Ok(entry.position)
+        } else {
+            self.warn_misplaced_entry(entry);
+            Ok(0)
+        }
     }
 
-    /// The position of the last indexed batch ending before `offset` (0 if
-    /// none) and of the first indexed batch ending at or after it. Entries
-    /// name a batch's last offset, so the second is the batch holding
-    /// `offset` whenever that batch is indexed: with batches larger than
-    /// `log.index.interval.bytes`, every one but a segment's first is.
-    fn index_positions(&self, offset: i64) -> Result<(u64, Option<u64>), StorageError> {
+    /// A loaded index is checked only at its last entry (as Kafka's is): an
+    /// earlier entry damaged on disk can point inside a batch, where a
+    /// header may even parse. Readers distrust it and scan the segment.
+    fn warn_misplaced_entry(&self, entry: IndexedBatch) {
+        tracing::warn!(
+            segment = %self.log_path.display(),
+            position = entry.position,
+            last_offset = entry.last_offset,
+            "an offset index entry does not point at the batch it names; scanning from the start"
+        );
+    }
+
+    /// The last indexed batch ending before `offset` and the first ending
+    /// at or after it. Entries name a batch's last offset, so the second is
+    /// the batch holding `offset` whenever that batch is indexed: with
+    /// batches larger than `log.index.interval.bytes`, every one but a
+    /// segment's first is.
+    fn index_positions(
+        &self,
+        offset: i64,
+    ) -> Result<(Option<IndexedBatch>, Option<IndexedBatch>), StorageError> {
         let relative = offset - self.base_offset;
         if relative < 0 {
-            return Ok((0, None));
+            return Ok((None, None));
         }
         let relative = u32::try_from(relative).unwrap_or(u32::MAX);
         let size = self.size();
         let (before, after) = self
             .offset_index
             .lookup_around(|e| e.relative_offset < relative)?;
-        let before = before
-            .map(|e| u64::from(e.position))
-            .filter(|&p| p < size)
-            .unwrap_or(0);
+        let indexed = |e: OffsetEntry| IndexedBatch {
+            position: u64::from(e.position),
+            last_offset: self.base_offset + i64::from(e.relative_offset),
+        };
+        let before = before.map(indexed).filter(|e| e.position < size);
         let after = after
-            .map(|e| u64::from(e.position))
-            .filter(|&p| p < size && p > before);
+            .map(indexed)
+            .filter(|e| e.position < size && e.position > before.map_or(0, |b| b.position));
         Ok((before, after))
     }
 
@@ -735,7 +779,9 @@ impl Segment {
         // Optimistic first: the indexed batch after `before` usually holds
         // `offset`, and then one read of exactly `max_bytes` answers.
         let mut optimistic = after.is_some();
-        let mut position = after.unwrap_or(before);
+        // The index entry the read starts from, until its batch is seen.
+        let mut entry = after.or(before);
+        let mut position = entry.map_or(0, |e| e.position);
         let mut want = max_bytes.max(HEADER_LEN);
         if !optimistic {
             want = want.saturating_add(READ_SLACK);
@@ -751,10 +797,21 @@ impl Segment {
             let mut at = 0usize;
             while at + HEADER_LEN <= chunk.len() {
                 let header = BatchHeader::parse(&chunk[at..]);
+                if let Some(e) = entry.take()
+                    && !e.names(header.as_ref().ok())
+                {
+                    self.warn_misplaced_entry(e);
+                    optimistic = false;
+                    retried_from_start = true;
+                    position = 0;
+                    want = want.saturating_add(READ_SLACK);
+                    continue 'locate;
+                }
                 if optimistic && !header.as_ref().is_ok_and(|h| h.base_offset <= offset) {
                     // `offset` lies before that batch: walk from `before`.
                     optimistic = false;
-                    position = before;
+                    entry = before;
+                    position = before.map_or(0, |e| e.position);
                     want = want.saturating_add(READ_SLACK);
                     continue 'locate;
                 }

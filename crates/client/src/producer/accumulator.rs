@@ -141,6 +141,12 @@ struct PartitionQueue {
     retry: VecDeque<ProducerBatch>,
     /// Batches of this partition currently in flight.
     in_flight: usize,
+    /// The broker those batches went to. While any is in flight, nothing
+    /// goes to another broker: after a leader change the old leader's
+    /// answers (a NOT_LEADER_OR_FOLLOWER to retry) must come back first,
+    /// or a later batch would land at the new leader before the retry of
+    /// an earlier one.
+    in_flight_to: Option<i32>,
     next_sequence: u64,
 }
 
@@ -409,6 +415,9 @@ impl Accumulator {
                 outcome.leaderless = true;
                 continue;
             };
+            if queue.in_flight > 0 && queue.in_flight_to != Some(leader) {
+                continue;
+            }
             let requests_in_flight = in_flight_requests.get(&leader).copied().unwrap_or(0);
             if requests_in_flight >= config.max_in_flight {
                 continue;
@@ -474,6 +483,7 @@ impl Accumulator {
                 };
                 batch.attempts += 1;
                 queue.in_flight += 1;
+                queue.in_flight_to = Some(leader);
                 *size += batch_len;
                 batches.push(batch);
                 taken += 1;
@@ -916,6 +926,51 @@ mod tests {
 
     fn not_leader() -> ClientError {
         ClientError::partition("t", 0, ErrorCode::NotLeaderOrFollower, "")
+    }
+
+    #[test]
+    fn after_a_leader_change_nothing_is_sent_until_the_old_leaders_answers_are_in() {
+        // The reordering this prevents: b2 went to the new leader while b1
+        // was still in flight to the old one; b1's retry then landed after
+        // b2.
+        let mut h = Harness::new(config());
+        let value = "x".repeat(100);
+        for _ in 0..2 {
+            h.append(0, &value, 0);
+        }
+        // Past linger.ms: every batch is ready.
+        let at = h.at(20);
+        let b1 = h
+            .acc
+            .drain(at, false, |_| Some(7), &no_in_flight())
+            .requests
+            .remove(0);
+        assert_eq!(b1.broker, 7);
+        let b1 = b1.batches.into_iter().next().unwrap();
+
+        // The leader moves to broker 8 while b1 is in flight to broker 7.
+        let moved = h.acc.drain(at, false, |_| Some(8), &no_in_flight());
+        assert!(
+            moved.requests.is_empty(),
+            "b2 overtook b1 at the new leader"
+        );
+
+        // b1 is refused by the old leader and retried first, then b2.
+        h.acc
+            .complete(b1, BatchResult::Error(not_leader()), h.at(21));
+        let later = h.at(500);
+        let r1 = h
+            .acc
+            .drain(later, false, |_| Some(8), &no_in_flight())
+            .requests
+            .remove(0);
+        assert_eq!((r1.broker, r1.batches[0].sequence), (8, 0));
+        let b2 = h
+            .acc
+            .drain(later, false, |_| Some(8), &no_in_flight())
+            .requests
+            .remove(0);
+        assert_eq!((b2.broker, b2.batches[0].sequence), (8, 1));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! Order: a partition whose in-flight batch failed sends nothing new until
 //! its other in-flight batches are answered, then resends the failed ones
 //! first, one at a time. That keeps order whenever a failure refuses every
-//! batch in flight (a leader change, too few replicas). A later batch that
+//! batch in flight (a leader change, too few replicas). A partition's
+//! batches in flight all go to one broker: after a leader change nothing
+//! goes to the new leader until the old one's answers are in. A later batch that
 //! the broker accepted while an earlier one failed can still land first, as
 //! in Kafka without idempotence; `max.in.flight.requests.per.connection=1`
 //! rules that out, at the cost of pipelining.
