@@ -37,6 +37,16 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
         Failure::Usage(message.into())
     }
+
+    /// Prints the failure as the tools do (a usage message as it is, a
+    /// command error after `ERROR`) and gives exit status 1.
+    pub fn report(self) -> ExitCode {
+        match self {
+            Failure::Usage(message) => eprintln!("{message}"),
+            Failure::Command(err) => eprintln!("ERROR {err:#}"),
+        }
+        ExitCode::FAILURE
+    }
 }
 
 impl From<anyhow::Error> for Failure {
@@ -156,14 +166,7 @@ where
     runtime.shutdown_background();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => {
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
-        Err(Failure::Command(err)) => {
-            eprintln!("ERROR {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(failure) => failure.report(),
     }
 }
 

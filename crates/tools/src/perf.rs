@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use client::{Admin, AdminConfig, ConsumerConfig, ProducerConfig, ServerAddress};
+use client::{Admin, AdminConfig, ClientError, ConsumerConfig, ProducerConfig, ServerAddress};
 
 use crate::Failure;
 
@@ -33,15 +33,7 @@ pub async fn ensure_reachable(servers: &[ServerAddress]) -> Result<(), Failure> 
 /// A producer configuration from properties in order (later ones win);
 /// unknown keys are warned about, as Kafka's clients do.
 pub fn producer_config(properties: &[(String, String)]) -> Result<ProducerConfig, Failure> {
-    let mut config = ProducerConfig::default();
-    for (key, value) in properties {
-        let known = config
-            .set(key, value)
-            .map_err(|err| Failure::usage(err.to_string()))?;
-        if !known {
-            tracing::warn!("The configuration '{key}' was supplied but isn't a known config.");
-        }
-    }
+    let config = apply(ProducerConfig::default(), properties, ProducerConfig::set)?;
     config
         .validate()
         .map_err(|err| Failure::usage(err.to_string()))?;
@@ -50,18 +42,24 @@ pub fn producer_config(properties: &[(String, String)]) -> Result<ProducerConfig
 
 /// A consumer configuration from properties in order (later ones win).
 pub fn consumer_config(properties: &[(String, String)]) -> Result<ConsumerConfig, Failure> {
-    let mut config = ConsumerConfig::default();
+    let config = apply(ConsumerConfig::default(), properties, ConsumerConfig::set)?;
+    config
+        .validate()
+        .map_err(|err| Failure::usage(err.to_string()))?;
+    Ok(config)
+}
+
+fn apply<C>(
+    mut config: C,
+    properties: &[(String, String)],
+    set: impl Fn(&mut C, &str, &str) -> Result<bool, ClientError>,
+) -> Result<C, Failure> {
     for (key, value) in properties {
-        let known = config
-            .set(key, value)
-            .map_err(|err| Failure::usage(err.to_string()))?;
+        let known = set(&mut config, key, value).map_err(|err| Failure::usage(err.to_string()))?;
         if !known {
             tracing::warn!("The configuration '{key}' was supplied but isn't a known config.");
         }
     }
-    config
-        .validate()
-        .map_err(|err| Failure::usage(err.to_string()))?;
     Ok(config)
 }
 

@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use tools::Failure;
 use tools::console_producer::{ProducerArgs, run};
 
 fn main() -> ExitCode {
@@ -32,13 +31,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Err(Failure::Usage(message)) => {
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
-        Err(Failure::Command(err)) => {
-            eprintln!("ERROR {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(failure) => failure.report(),
     }
 }
