@@ -1,8 +1,8 @@
-//! The batch format against hand-laid bytes, round trips through builder and
-//! decoder, and every kind of damage the validator must catch.
+//! The batch format against hand-laid bytes, and every kind of damage the
+//! validator must catch. Property round trips and arbitrary input live in
+//! the fuzz target beside it (`tests/fuzz.rs`).
 
 use bytes::Bytes;
-use proptest::prelude::*;
 use records::{
     BatchHeader, Batches, Compression, HEADER_LEN, HeaderRef, RecordBatchBuilder, RecordsError,
     TimestampType, decode_batch, peek_batch_size, rewritten_prefix, set_base_offset_and_epoch,
@@ -276,69 +276,5 @@ fn record_size_predicts_growth() {
         let before = builder.size_in_bytes();
         builder.append(1_000 + i * 1_000, Some(b"key"), Some(&value), &headers);
         assert_eq!(builder.size_in_bytes() - before, predicted);
-    }
-}
-
-type Rec = (
-    i64,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    Vec<(String, Option<Vec<u8>>)>,
-);
-
-fn arb_record() -> impl Strategy<Value = Rec> {
-    (
-        0i64..1 << 45,
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
-        proptest::collection::vec(
-            (
-                "[a-z]{0,8}",
-                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..10)),
-            ),
-            0..3,
-        ),
-    )
-}
-
-proptest! {
-    #[test]
-    fn build_then_decode_round_trips(
-        records in proptest::collection::vec(arb_record(), 1..50),
-        base_offset in 0i64..1 << 50,
-    ) {
-        let mut builder = RecordBatchBuilder::default();
-        for (ts, key, value, headers) in &records {
-            let headers: Vec<HeaderRef<'_>> = headers
-                .iter()
-                .map(|(k, v)| HeaderRef { key: k, value: v.as_deref() })
-                .collect();
-            builder.append(*ts, key.as_deref(), value.as_deref(), &headers);
-        }
-        let mut batch = builder.finish().to_vec();
-        set_base_offset_and_epoch(&mut batch, base_offset, 3);
-        let batch = Bytes::from(batch);
-        let header = validate_batch(&batch, usize::MAX)?;
-        prop_assert_eq!(header.record_count as usize, records.len());
-        prop_assert_eq!(header.max_timestamp, records.iter().map(|r| r.0).max().unwrap_or(-1));
-        let (_, decoded) = decode_batch(&batch, no_codec)?;
-        for (i, (record, (ts, key, value, headers))) in decoded.iter().zip(&records).enumerate() {
-            prop_assert_eq!(record.offset, base_offset + i as i64);
-            prop_assert_eq!(record.timestamp, *ts);
-            prop_assert_eq!(record.key.as_deref(), key.as_deref());
-            prop_assert_eq!(record.value.as_deref(), value.as_deref());
-            prop_assert_eq!(record.headers.len(), headers.len());
-            for (h, (k, v)) in record.headers.iter().zip(headers) {
-                prop_assert_eq!(&h.key, k);
-                prop_assert_eq!(h.value.as_deref(), v.as_deref());
-            }
-        }
-    }
-
-    #[test]
-    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let _ = validate_batch(&data, MAX);
-        let _ = valid_prefix(&data, MAX);
-        let _ = decode_batch(&Bytes::from(data), no_codec);
     }
 }
