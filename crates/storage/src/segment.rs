@@ -45,8 +45,6 @@ pub(crate) fn parse_file_name(name: &str, suffix: &str) -> Option<i64> {
         .flatten()
 }
 
-/// A batch's last offset, saturating where a corrupt base offset would
-/// overflow (callers compare it; they never index with it).
 /// Where an offset index entry says a batch is, and the last offset of
 /// that batch (what the entry records).
 #[derive(Debug, Clone, Copy)]
@@ -59,14 +57,8 @@ impl IndexedBatch {
     /// Whether `header`, read at this entry's position, is the batch it
     /// names.
     fn names(&self, header: Option<&BatchHeader>) -> bool {
-        header.is_some_and(|h| last_offset_saturating(h) == self.last_offset)
+        header.is_some_and(|h| h.last_offset() == self.last_offset)
     }
-}
-
-fn last_offset_saturating(header: &BatchHeader) -> i64 {
-    header
-        .base_offset
-        .saturating_add(i64::from(header.last_offset_delta))
 }
 
 /// Whether a batch's offsets fit in an i64 (a corrupt or hostile base
@@ -602,7 +594,7 @@ impl Segment {
         let mut since = 0u64;
         scan_batches(&self.file, &self.log_path, tail_start, size, |_, header| {
             if header.max_timestamp > max.0 {
-                max = (header.max_timestamp, last_offset_saturating(header));
+                max = (header.max_timestamp, header.last_offset());
             }
             since += header.size_in_bytes() as u64;
             true
@@ -835,7 +827,7 @@ impl Segment {
                         });
                     }
                 };
-                if last_offset_saturating(&header) >= offset {
+                if header.last_offset() >= offset {
                     break 'locate (chunk, at, position);
                 }
                 at += header.size_in_bytes();
