@@ -467,10 +467,7 @@ impl ReplicaManager {
                 results.push(result);
                 continue;
             };
-            if fetch
-                .topic_id
-                .is_some_and(|id| id != partition.log.topic_id())
-            {
+            if topic_ids_conflict(fetch.topic_id, partition.log.topic_id()) {
                 // The topic was deleted and created again, and one side has
                 // not seen it yet: the old topic's records must not flow.
                 result.error = Some(PartitionError::new(
@@ -941,10 +938,40 @@ impl ReplicaManager {
     }
 }
 
+/// Whether a fetch names another incarnation of the topic than this log.
+/// The all-zero id means "not known" on either side (a log written before
+/// it learnt its id, a client that sends none), as `LogManager` treats it:
+/// only two known ids can conflict.
+fn topic_ids_conflict(fetch: Option<[u8; 16]>, log: [u8; 16]) -> bool {
+    const UNKNOWN: [u8; 16] = [0; 16];
+    fetch.is_some_and(|id| id != UNKNOWN && log != UNKNOWN && id != log)
+}
+
 fn topic_id_bytes(id: &Bytes) -> [u8; 16] {
     let mut out = [0u8; 16];
     if id.len() == 16 {
         out.copy_from_slice(id);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topic_ids_conflict;
+
+    #[test]
+    fn only_two_known_topic_ids_can_conflict() {
+        let (a, b, unknown) = ([1; 16], [2; 16], [0; 16]);
+        assert!(topic_ids_conflict(Some(a), b), "a recreated topic");
+        assert!(!topic_ids_conflict(Some(a), a));
+        assert!(!topic_ids_conflict(None, a), "a client that sends no id");
+        assert!(
+            !topic_ids_conflict(Some(unknown), a),
+            "a follower whose log has not learnt its id yet"
+        );
+        assert!(
+            !topic_ids_conflict(Some(a), unknown),
+            "a leader whose log has not learnt its id yet"
+        );
+    }
 }
