@@ -677,7 +677,7 @@ impl ReplicaManager {
         // Logs are deleted only on the coordinator's explicit word: a topic
         // removed in this update, or a snapshot (of the cluster these logs
         // are known to belong to) that no longer has it.
-        let deletions_trusted = !update.snapshot || cluster_known;
+        let snapshot_trusted = update.snapshot && cluster_known;
         let removed_topics: BTreeSet<&str> = update
             .records
             .iter()
@@ -742,8 +742,7 @@ impl ReplicaManager {
                 Some(_) => self.remove_partition(&tp, true),
                 None => {
                     let gone = topic.is_none()
-                        && (removed_topics.contains(tp.topic.as_str())
-                            || (update.snapshot && deletions_trusted));
+                        && (removed_topics.contains(tp.topic.as_str()) || snapshot_trusted);
                     if topic.is_none() && !gone {
                         warn!(
                             "Keeping the log of {tp}: the coordinator does not know the topic, but never said it was deleted"

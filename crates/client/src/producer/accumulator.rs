@@ -155,6 +155,29 @@ impl PartitionQueue {
         self.batches.is_empty() && self.retry.is_empty() && self.in_flight == 0
     }
 
+    /// When the oldest unsent batch may go: `Ok` if it is ready now, else
+    /// `Err` with the moment its linger ends (`None` with no batch).
+    fn front_ready(
+        &self,
+        flushing: bool,
+        config: &AccumulatorConfig,
+        now: Instant,
+    ) -> Result<(), Option<Instant>> {
+        let Some(front) = self.batches.front() else {
+            return Err(None);
+        };
+        let lingered_until = front.created_at + config.linger;
+        if flushing
+            || self.batches.len() > 1
+            || front.is_full(config.batch_size)
+            || now >= lingered_until
+        {
+            Ok(())
+        } else {
+            Err(Some(lingered_until))
+        }
+    }
+
     /// Puts a failed batch back among the retries, before every batch that
     /// came after it.
     fn requeue(&mut self, batch: ProducerBatch) {
@@ -342,9 +365,11 @@ impl Accumulator {
             sequence,
             builder: Some(RecordBatchBuilder::with_capacity(self.config.batch_size)),
             encoded: None,
-            // Room for a full batch of small records, so the list does not
-            // regrow (and fault in fresh pages) record after record.
-            records: Vec::with_capacity((self.config.batch_size / 64).clamp(16, 16_384)),
+            // Room for a default-sized batch of small records, so the list
+            // does not regrow record after record; capped so a large
+            // `batch.size` does not reserve thousands of slots for every
+            // partition's batch, however few records it gets.
+            records: Vec::with_capacity((self.config.batch_size / 64).clamp(16, 512)),
             created_at: now,
             attempts: 0,
             retry_after: None,
@@ -399,15 +424,10 @@ impl Accumulator {
                     continue;
                 }
             } else {
-                let Some(front) = queue.batches.front() else {
-                    continue;
-                };
-                let ready = flushing
-                    || queue.batches.len() > 1
-                    || front.is_full(config.batch_size)
-                    || now >= front.created_at + config.linger;
-                if !ready {
-                    wake(&mut outcome, front.created_at + config.linger);
+                if let Err(lingered_until) = queue.front_ready(flushing, &config, now) {
+                    if let Some(at) = lingered_until {
+                        wake(&mut outcome, at);
+                    }
                     continue;
                 }
             }
@@ -435,17 +455,8 @@ impl Accumulator {
             // retry always goes alone.
             let mut taken = 0;
             loop {
-                if taken > 0 {
-                    let Some(front) = queue.batches.front() else {
-                        break;
-                    };
-                    let ready = flushing
-                        || queue.batches.len() > 1
-                        || front.is_full(config.batch_size)
-                        || now >= front.created_at + config.linger;
-                    if !ready {
-                        break;
-                    }
+                if taken > 0 && queue.front_ready(flushing, &config, now).is_err() {
+                    break;
                 }
                 let candidate = if from_retry {
                     queue.retry.front_mut()
