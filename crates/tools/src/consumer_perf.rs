@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Parser;
 use client::{Consumer, TopicPartition};
 
-use crate::perf::{MEGABYTE, consumer_config, ensure_reachable};
+use crate::perf::{MEGABYTE, consumer_config, ensure_reachable, write_line};
 use crate::{Failure, load_properties};
 
 /// The longest a single poll waits before the loop checks its limits.
@@ -243,12 +243,6 @@ pub async fn run(args: &ConsumerPerfArgs, out: &mut impl Write) -> Result<(), Fa
         write_line(out, &summary_line(start_wall, end_wall, bytes, messages))?;
     }
     Ok(())
-}
-
-fn write_line(out: &mut impl Write, line: &str) -> Result<(), Failure> {
-    writeln!(out, "{line}")
-        .and_then(|()| out.flush())
-        .map_err(|err| Failure::Command(anyhow::anyhow!("cannot write to standard output: {err}")))
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use clap::Parser;
 use client::{Consumer, Producer, ProducerRecord, TopicPartition};
 
-use crate::perf::{XorShift, consumer_config, ensure_reachable, percentile, producer_config};
+use crate::perf::{
+    XorShift, consumer_config, ensure_reachable, percentile, producer_config, write_line,
+};
 use crate::{Failure, load_properties};
 
 /// How long to wait for the record just produced to come back.
@@ -147,19 +149,13 @@ pub async fn run(args: &E2eArgs, out: &mut impl Write) -> Result<(), Failure> {
             )));
         }
         if i % 1000 == 0 {
-            writeln!(out, "{i}\t{}", elapsed.as_secs_f64() * 1000.0)
-                .map_err(|err| write_error(&err))?;
+            write_line(out, &format!("{i}\t{}", elapsed.as_secs_f64() * 1000.0))?;
         }
         latencies.push(elapsed);
     }
-    writeln!(out, "{}", results(&mut latencies)).map_err(|err| write_error(&err))?;
-    out.flush().map_err(|err| write_error(&err))?;
+    write_line(out, &results(&mut latencies))?;
     producer.close().await?;
     Ok(())
-}
-
-fn write_error(err: &std::io::Error) -> Failure {
-    Failure::Command(anyhow::anyhow!("cannot write to standard output: {err}"))
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! What the three performance tools share: the reachability check that
 //! turns an unreachable cluster into one line instead of a minute-long
 //! wait, Kafka's megabyte (1024 * 1024 bytes), latency percentiles as
-//! Kafka's tools compute them, and client configuration from `key=value`
-//! pairs.
+//! Kafka's tools compute them, client configuration from `key=value`
+//! pairs, and the line writer of their reports.
 
 use std::time::Duration;
 
@@ -12,6 +12,14 @@ use crate::Failure;
 
 /// Kafka's perf tools divide by 1024 * 1024 and call it MB.
 pub const MEGABYTE: f64 = 1024.0 * 1024.0;
+
+/// Writes one line of a tool's report and flushes it, so progress shows
+/// as it happens even when standard output is a pipe.
+pub fn write_line(out: &mut impl std::io::Write, line: &str) -> Result<(), Failure> {
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|err| Failure::Command(anyhow::anyhow!("cannot write to standard output: {err}")))
+}
 
 /// How long the reachability check waits for a broker's answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -20,7 +20,7 @@ use clap::Parser;
 use client::{ClientError, DeliveryFuture, Producer, ProducerRecord};
 use futures::FutureExt;
 
-use crate::perf::{MEGABYTE, XorShift, ensure_reachable, percentile, producer_config};
+use crate::perf::{MEGABYTE, XorShift, ensure_reachable, percentile, producer_config, write_line};
 use crate::{Failure, load_properties, parse_key_values};
 
 /// Kafka's reporting interval.
@@ -396,12 +396,6 @@ async fn await_with_progress(
             }
         }
     }
-}
-
-fn write_line(out: &mut impl Write, line: &str) -> Result<(), Failure> {
-    writeln!(out, "{line}")
-        .and_then(|()| out.flush())
-        .map_err(|err| Failure::Command(anyhow::anyhow!("cannot write to standard output: {err}")))
 }
 
 /// Kafka's `--print-metrics` table, with the figures this tool measures.
