@@ -184,9 +184,11 @@ where
                 .collect()
         };
         out.push(Record {
+            // Saturating, as the header's last offset: a damaged base
+            // offset must not give records offsets below their batch's.
             offset: header
                 .base_offset
-                .wrapping_add(i64::from(record.offset_delta)),
+                .saturating_add(i64::from(record.offset_delta)),
             timestamp,
             key: record.key.map(|k| records.slice_ref(k)),
             value: record.value.map(|v| records.slice_ref(v)),
