@@ -349,7 +349,19 @@ impl Process {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.exit.is_none() && matches!(self.child.try_wait(), Ok(None))
+        if self.exit.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(None) => true,
+            // Reaped here, so remember it: signalling the pid later would
+            // fail (or reach another process that took the pid).
+            Ok(Some(status)) => {
+                self.exit = Some(status);
+                false
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -378,6 +390,20 @@ impl ToolOutput {
     pub fn stdout_lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
     }
+}
+
+/// `output` if the tool succeeded, else an error with its status and both
+/// streams (for tests that only go on after a successful tool).
+pub fn ok(output: ToolOutput) -> Result<ToolOutput> {
+    if !output.success() {
+        bail!(
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            output.status.code(),
+            output.stdout,
+            output.stderr
+        );
+    }
+    Ok(output)
 }
 
 /// Runs a tool binary with `args` and `stdin`, with a time limit.

@@ -6,22 +6,11 @@
 use std::net::TcpListener;
 
 use anyhow::{Context, Result, bail, ensure};
-use integration_tests::{Cluster, ToolOutput};
+use integration_tests::{Cluster, ToolOutput, ok};
 
 const PRODUCER_PERF: &str = "kafka-producer-perf-test";
 const CONSUMER_PERF: &str = "kafka-consumer-perf-test";
 const E2E: &str = "kafka-e2e-latency";
-
-fn ok(output: ToolOutput) -> Result<ToolOutput> {
-    ensure!(
-        output.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        output.stdout,
-        output.stderr
-    );
-    Ok(output)
-}
 
 /// Expects exit status 1 and exactly one line on stderr; returns it.
 fn one_line_failure(output: &ToolOutput) -> Result<String> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, ensure};
 use integration_tests::{
-    Cluster, ClusterSpec, Process, READY_TIMEOUT, ToolOutput, wait_until, workspace_root,
+    Cluster, ClusterSpec, Process, READY_TIMEOUT, ok, wait_until, workspace_root,
 };
 
 fn quickstart_brokers(ids: &[i32]) -> ClusterSpec {
@@ -22,17 +22,6 @@ fn quickstart_brokers(ids: &[i32]) -> ClusterSpec {
             .collect(),
         ..ClusterSpec::default()
     }
-}
-
-fn ok(output: ToolOutput) -> Result<ToolOutput> {
-    ensure!(
-        output.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        output.stdout,
-        output.stderr
-    );
-    Ok(output)
 }
 
 /// Runs `kafka-console-consumer --from-beginning` until it has printed

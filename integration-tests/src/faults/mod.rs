@@ -90,9 +90,18 @@ pub fn run(spec: &RunSpec) -> Result<RunResult> {
         report,
     };
     save(spec, &result);
-    if !result.report.passed() {
+    // A run proves something only if writes were acknowledged under
+    // faults, and a daemon that died on its own is a failure in itself.
+    let verdict = if result.report.acked == 0 || timeline.faults() == 0 {
+        " (but nothing acknowledged, or no fault applied: proves nothing)"
+    } else if timeline.unexpected_exits > 0 {
+        " (but a daemon exited on its own)"
+    } else {
+        ""
+    };
+    if !result.report.passed() || !verdict.is_empty() {
         bail!(
-            "{summary}\nexamples:\n  {}\ntimeline:\n{timeline}{}",
+            "{summary}{verdict}\nexamples:\n  {}\ntimeline:\n{timeline}{}",
             result.report.examples.join("\n  "),
             keep_logs(&mut cluster)
         );

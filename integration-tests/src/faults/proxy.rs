@@ -120,14 +120,6 @@ impl Network {
             .clone()
     }
 
-    pub fn faults(&self) -> LinkFaults {
-        self.faults.borrow().clone()
-    }
-
-    pub fn set_faults(&self, faults: LinkFaults) {
-        self.faults.send_replace(faults);
-    }
-
     /// Cuts every link between `node` and each of `others`, both ways.
     pub fn isolate(&self, node: Node, others: &[Node]) {
         self.faults.send_modify(|f| {
@@ -164,6 +156,8 @@ async fn accept_loop(
     let proxy_port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         let Ok((downstream, peer)) = listener.accept().await else {
+            // Out of descriptors or the like: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let pids = Arc::clone(&pids);

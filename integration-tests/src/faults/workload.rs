@@ -74,10 +74,6 @@ impl Clients {
         })
     }
 
-    pub fn spec(&self) -> &WorkloadSpec {
-        &self.spec
-    }
-
     fn partitions(&self) -> Vec<TopicPartition> {
         (0..self.spec.partitions)
             .map(|p| TopicPartition::new(self.spec.topic.clone(), p))
