@@ -119,12 +119,8 @@ impl LeaderEpochCache {
     /// append that failed) give way. Returns whether anything changed; the
     /// caller persists.
     pub(crate) fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
-        if epoch < 0 {
+        if !self.would_assign(epoch) {
             return false;
-        }
-        match self.entries.last() {
-            Some(last) if epoch <= last.epoch => return false,
-            _ => {}
         }
         self.entries.retain(|e| e.start_offset < start_offset);
         self.entries.push(EpochEntry {
@@ -132,6 +128,12 @@ impl LeaderEpochCache {
             start_offset,
         });
         true
+    }
+
+    /// Whether [`assign`](Self::assign) would record `epoch`: only a valid
+    /// epoch newer than the latest one changes the history.
+    pub(crate) fn would_assign(&self, epoch: i32) -> bool {
+        epoch >= 0 && self.entries.last().is_none_or(|last| epoch > last.epoch)
     }
 
     /// Drops the entries that start at or after `end_offset` (the log was

@@ -572,8 +572,19 @@ impl Log {
 
         // The epoch history first: if it cannot be written, nothing is (and
         // memory goes back to what the disk holds).
-        let epoch_assigned = {
+        let epoch_assigned = 'epochs: {
             let mut epochs = lock(&self.epochs);
+            // Almost every append is in the latest epoch: nothing to assign,
+            // so nothing to copy for a rollback.
+            let new_epoch = match leader_epoch {
+                Some(epoch) => epochs.would_assign(epoch),
+                None => headers
+                    .iter()
+                    .any(|(header, _)| epochs.would_assign(header.partition_leader_epoch)),
+            };
+            if !new_epoch {
+                break 'epochs false;
+            }
             let before = epochs.entries().to_vec();
             let mut changed = false;
             match leader_epoch {
