@@ -128,6 +128,14 @@ impl IsrChange {
         true
     }
 
+    /// Whether `request` is the change in flight (same base epoch, same
+    /// ISR): only its own answer settles it.
+    fn is_pending(&self, request: &AlterPartitionRequest) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| p.based_on == request.partition_epoch && p.isr == request.new_isr)
+    }
+
     /// Metadata reached `partition_epoch`: a pending change based on an
     /// older epoch is settled, one way or the other.
     fn superseded_by(&mut self, partition_epoch: i32) {
@@ -791,11 +799,7 @@ impl Partition {
         }
         {
             let mut change = lock(&leader.isr_change);
-            let answers_pending = change
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.based_on == request.partition_epoch && p.isr == request.new_isr);
-            if !answers_pending {
+            if !change.is_pending(request) {
                 return;
             }
             change.pending = None;
@@ -826,11 +830,7 @@ impl Partition {
         let ReplicaState::Leader(leader) = &*state else {
             return false;
         };
-        leader.leader_epoch == request.leader_epoch
-            && lock(&leader.isr_change)
-                .pending
-                .as_ref()
-                .is_some_and(|p| p.based_on == request.partition_epoch && p.isr == request.new_isr)
+        leader.leader_epoch == request.leader_epoch && lock(&leader.isr_change).is_pending(request)
     }
 
     /// Moves the high watermark to the lowest log end offset in the ISR (the
