@@ -771,6 +771,10 @@ impl ReplicaManager {
     /// Applies the current state of every partition that failed to take it
     /// (called periodically).
     pub fn retry_failed_partitions(&self) {
+        // After shutdown stopped every partition, as metadata updates are.
+        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let pending: Vec<TopicPartition> = self
             .failed
             .lock()
