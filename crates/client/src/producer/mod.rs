@@ -507,7 +507,11 @@ mod tests {
             (before - 1..=after + 1).contains(&derived),
             "{before} {derived} {after}"
         );
-        // Past the calibration interval it reads the system clock again.
+        // A wrong offset stands within the calibration interval (the clock
+        // is not read per record) ...
+        clock.offset_ms.store(0, Ordering::Relaxed);
+        assert!(clock.now_ms(clock.start) < 1000, "recalibrated too early");
+        // ... and past it the system clock puts it right again.
         let later = Instant::now() + Duration::from_millis(WallClock::RECALIBRATE_MS + 1);
         let derived = clock.now_ms(later);
         assert!((derived - now_ms()).abs() <= 1, "{derived}");
